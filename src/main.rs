@@ -1,0 +1,3 @@
+//! The `junction` command.
+
+fn main() {}
