@@ -1,0 +1,1 @@
+//! STOMP codec (in progress).
