@@ -600,7 +600,8 @@ impl Store {
             q.flush()?;
         }
         self.inner.index().flush()?;
-        if let Some(spare) = self.inner.spare().take() {
+        let log_end = self.inner.log.segments().last().map_or(0, |s| s.end());
+        if let Some(spare) = self.inner.spare().take().filter(|s| s.base >= log_end) {
             let _ = std::fs::remove_file(spare.file.path());
         }
         lock(&self.inner.checkpoint).write(&cp, now_ms())

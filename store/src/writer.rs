@@ -177,12 +177,15 @@ impl Writer {
             };
         }
         let base = self.active.end();
-        let spare = inner.spare().take().filter(|s| s.base == base);
-        let seg = match spare {
+        // Hold the spare slot until the new segment is in the log: the preallocator checks the
+        // log's end under this lock before it offers a spare, so it never offers this one.
+        let mut spare = inner.spare();
+        let seg = match spare.take().filter(|s| s.base == base) {
             Some(s) => s,
             None => new_segment(inner, base)?,
         };
         inner.log.push(seg.clone());
+        drop(spare);
         inner.log.publish(base);
         self.active = seg;
         self.pos = 0;
