@@ -3,7 +3,8 @@
 //!
 //! 1. Map the segments; read the checkpoint (`durable`, `dispatched`).
 //! 2. Roll the index back to `dispatched` (its entries past it are redone below).
-//! 3. Scan the CommitLog from `min(durable, dispatched)`, verifying every record's CRC and its
+//! 3. Scan the CommitLog from `min(durable, dispatched, start of the second-to-last segment)`,
+//!    verifying every record's CRC and its
 //!    stored offset. The first byte that is not a whole valid record is the end: a torn,
 //!    unconfirmed write. Records at or past `dispatched` are re-dispatched to their consume
 //!    queues (at the queue offsets they carry, so this is idempotent) and to the index.
@@ -89,7 +90,13 @@ pub(crate) fn recover(cfg: &StoreConfig) -> Result<Recovered> {
         last_ts: 0,
     });
     let redo = cp.dispatched.clamp(start, last_end);
-    let mut from = cp.durable.min(redo).clamp(start, last_end);
+    // Whatever the checkpoint says, the last two segments are always CRC-checked: that is where
+    // a torn write or a damaged tail can be.
+    let segs = log.segments();
+    let verify_from = segs
+        .get(segs.len().saturating_sub(2))
+        .map_or(start, |s| s.base);
+    let mut from = cp.durable.min(redo).min(verify_from).clamp(start, last_end);
 
     let cq_root = cfg.dir.join("consumequeue");
     let mut queues = load_queues(&cq_root, cfg.cq_entries_per_file)?;
@@ -125,6 +132,11 @@ pub(crate) fn recover(cfg: &StoreConfig) -> Result<Recovered> {
         )?;
     }
     let end = scan.end;
+    if end < redo {
+        // The tail was cut below the redo point: no record was re-indexed; forget index entries
+        // pointing into the cut part.
+        index.recover(start, end)?;
+    }
 
     // Cut the tail: zero the rest of the segment holding `end`, delete later segments.
     if let Some(seg) = log.segment_at(end) {
