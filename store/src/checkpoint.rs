@@ -57,11 +57,7 @@ fn encode(cp: &Checkpoint, seq: u64, now: i64) -> [u8; SLOT] {
 }
 
 fn decode(b: &[u8; SLOT]) -> Option<(u64, Checkpoint)> {
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(a)
-    };
+    let u64_at = |i: usize| crate::record::u64_at(b, i);
     let magic = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let crc = u32::from_le_bytes([b[60], b[61], b[62], b[63]]);
     if magic != MAGIC || crc != crc32c::crc32c(&b[..60]) || b[4..6] != VERSION.to_le_bytes() {

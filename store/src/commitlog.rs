@@ -105,7 +105,7 @@ impl CommitLog {
     pub(crate) fn remove_front(&self, mut remove: impl FnMut(&Segment) -> bool) -> Vec<Segment> {
         let mut segs = self.write_lock();
         let mut n = 0;
-        while n + 1 < segs.len() && remove(&segs[n]) {
+        while n + 1 < segs.len() && segs.get(n).is_some_and(&mut remove) {
             n += 1;
         }
         segs.drain(..n).collect()

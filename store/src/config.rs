@@ -38,7 +38,8 @@ pub struct StoreConfig {
     /// Async mode: how often the CommitLog is flushed. Default 500 ms.
     pub flush_interval: Duration,
     /// Sync mode: how long the flusher may wait for the writers of the previous batch to come
-    /// back before it starts the next fsync. Default 200 µs; zero disables the wait.
+    /// back before it starts the next fsync. Default 500 µs; zero disables the wait. A lone
+    /// writer never waits (the previous batch was one record).
     pub group_commit_linger: Duration,
     /// How often consume queues and the index are flushed and the checkpoint written; also the
     /// tick of retention and the disk check. Default 1 s.
@@ -68,7 +69,7 @@ impl StoreConfig {
             segment_size: 1 << 30,
             flush: FlushMode::Async,
             flush_interval: Duration::from_millis(500),
-            group_commit_linger: Duration::from_micros(200),
+            group_commit_linger: Duration::from_micros(500),
             checkpoint_interval: Duration::from_secs(1),
             cq_entries_per_file: 300_000,
             index_slots: 1 << 20,

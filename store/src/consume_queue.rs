@@ -62,18 +62,14 @@ impl CqEntry {
     /// `None` for a zero or torn entry.
     fn decode(b: &[u8]) -> Option<CqEntry> {
         let b: &[u8; ENTRY_LEN as usize] = b.try_into().ok()?;
-        let crc = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+        let crc = crate::record::u32_at(b, 12);
         if b.iter().all(|&x| x == 0) || crc != entry_crc(b) {
             return None;
         }
-        let u64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
+        let u64_at = |i: usize| crate::record::u64_at(b, i);
         Some(CqEntry {
             commitlog_offset: u64_at(0),
-            size: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            size: crate::record::u32_at(b, 8),
             tag_hash: u64_at(16),
             store_ts: u64_at(24) as i64,
         })
@@ -178,7 +174,8 @@ impl ConsumeQueue {
             _ => files
                 .binary_search_by_key(&first, |f| f.first)
                 .ok()
-                .map(|i| Arc::clone(&files[i])),
+                .and_then(|i| files.get(i))
+                .cloned(),
         }
     }
 
@@ -314,7 +311,11 @@ impl ConsumeQueue {
         }
         self.min.store(new_min, Ordering::Release);
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        while files.len() > 1 && files[0].first + self.per_file <= new_min {
+        while files.len() > 1
+            && files
+                .first()
+                .is_some_and(|f| f.first + self.per_file <= new_min)
+        {
             let f = files.remove(0);
             let _ = std::fs::remove_file(f.file.path());
         }

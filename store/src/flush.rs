@@ -4,8 +4,8 @@
 //! anything unflushed exists; writers that wait for durability register nothing but a listener
 //! on `durable_changed`, so one fsync covers every writer waiting at that moment. Before each
 //! fsync the flusher may linger (at most `group_commit_linger`) until as many records are pending
-//! as the previous fsync covered: writers woken by one fsync get their next record into the next
-//! one instead of trickling into two. With a single writer the previous batch is one record and
+//! as the previous fsync covered, or as writers were waiting on it: writers woken by one fsync
+//! get their next record into the next one instead of trickling into two. With a single writer the previous batch is one record and
 //! nobody lingers.
 //!
 //! A failed fsync poisons the store: the kernel may have dropped the dirty pages it could not
@@ -31,6 +31,24 @@ pub(crate) struct FlushState {
     pub(crate) work: Event,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) records_synced: AtomicU64,
+    /// Writers currently waiting for durability: how many the next batch should gather.
+    waiting: AtomicU64,
+}
+
+/// Counts a waiter for as long as it waits (also when an async wait is dropped).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(c: &'a AtomicU64) -> Self {
+        c.fetch_add(1, Ordering::AcqRel);
+        Waiting(c)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl FlushState {
@@ -43,6 +61,7 @@ impl FlushState {
             work: Event::new(),
             fsyncs: AtomicU64::new(0),
             records_synced: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
         }
     }
 
@@ -77,6 +96,10 @@ impl FlushState {
 
     /// Blocks until everything below `end` is stored under the flush policy.
     pub(crate) fn wait_blocking(&self, end: u64) -> Result<()> {
+        if let Some(r) = self.settled(end) {
+            return r;
+        }
+        let _w = Waiting::new(&self.waiting);
         loop {
             if let Some(r) = self.settled(end) {
                 return r;
@@ -93,6 +116,10 @@ impl FlushState {
     /// Waits, without blocking a thread, until everything below `end` is stored under the flush
     /// policy.
     pub(crate) async fn wait(&self, end: u64) -> Result<()> {
+        if let Some(r) = self.settled(end) {
+            return r;
+        }
+        let _w = Waiting::new(&self.waiting);
         loop {
             if let Some(r) = self.settled(end) {
                 return r;
@@ -148,6 +175,7 @@ pub(crate) fn run_flusher(inner: &Inner) {
                 }
             }
         }
+        let waiters = f.waiting.load(Ordering::Acquire);
         let records = inner.stats.records.load(Ordering::Acquire);
         let target = inner.log.written();
         let from = f.durable();
@@ -158,7 +186,9 @@ pub(crate) fn run_flusher(inner: &Inner) {
         }
         let batch = records.saturating_sub(synced_records);
         synced_records = records;
-        last_batch = batch.max(1);
+        // Next time, wait for as many records as writers were waiting on this fsync (each will
+        // come back with its next record), or as this fsync covered, whichever is more.
+        last_batch = batch.max(waiters).max(1);
         f.fsyncs.fetch_add(1, Ordering::Relaxed);
         f.records_synced.fetch_add(batch, Ordering::Relaxed);
         f.advance(target);

@@ -206,7 +206,10 @@ impl IndexFile {
         while at < slots_end {
             let n = (slots_end - at).min(4096);
             // SAFETY: under the index mutex, inside the slot area.
-            unsafe { self.file.write(at, &ZEROS[..n as usize]) };
+            unsafe {
+                self.file
+                    .write(at, ZEROS.get(..n as usize).unwrap_or_default())
+            };
             at += n;
         }
         for n in 1..=keep {

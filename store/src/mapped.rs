@@ -125,7 +125,7 @@ impl MappedFile {
             while at < self.len {
                 let n = (self.len - at).min(ZEROS.len() as u64);
                 // SAFETY: recovery and rollback run before any reader sees these bytes.
-                unsafe { self.write(at, &ZEROS[..n as usize]) };
+                unsafe { self.write(at, ZEROS.get(..n as usize).unwrap_or_default()) };
                 at += n;
             }
         }

@@ -189,20 +189,22 @@ pub(crate) enum Probe {
     Invalid(&'static str),
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[at..at + 2]);
-    u16::from_le_bytes(a)
+/// Little-endian integers at a byte position; 0 past the end (callers check lengths first, so
+/// this only keeps a bad length from becoming a panic).
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
 }
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 /// Checks the record starting at `rest[0]`, which sits at `commitlog_offset`. `rest` is the
@@ -222,10 +224,10 @@ pub(crate) fn probe(rest: &[u8], commitlog_offset: u64, check_crc: bool) -> Prob
     if u16_at(rest, 4) != MAGIC {
         return Probe::Invalid("bad magic");
     }
-    if rest[6] != VERSION {
+    if rest.get(6) != Some(&VERSION) {
         return Probe::Invalid("unknown version");
     }
-    match rest[7] {
+    match rest.get(7).copied().unwrap_or_default() {
         KIND_BLANK => {
             return if len as usize == rest.len() {
                 Probe::Blank
@@ -237,17 +239,16 @@ pub(crate) fn probe(rest: &[u8], commitlog_offset: u64, check_crc: bool) -> Prob
         _ => return Probe::Invalid("unknown kind"),
     }
     let len_us = len as usize;
-    if len_us < HEADER_LEN || len_us > rest.len() {
+    let Some(rec) = rest.get(..len_us).filter(|r| r.len() >= HEADER_LEN) else {
         return Probe::Invalid("length out of bounds");
-    }
-    let rec = &rest[..len_us];
+    };
     if u64_at(rec, 12) != commitlog_offset {
         return Probe::Invalid("offset mismatch");
     }
     if layout(rec).is_none() {
         return Probe::Invalid("inconsistent lengths");
     }
-    if check_crc && crc32c::crc32c(&rec[12..]) != u32_at(rec, 8) {
+    if check_crc && crc32c::crc32c(rec.get(12..).unwrap_or_default()) != u32_at(rec, 8) {
         return Probe::Invalid("crc mismatch");
     }
     Probe::Message(len)
@@ -269,8 +270,8 @@ fn layout(rec: &[u8]) -> Option<Layout> {
         return None;
     }
     let t = u16_at(rec, 48) as usize;
-    let i = rec[50] as usize;
-    let k = rec[51] as usize;
+    let i = rec.get(50).copied().unwrap_or_default() as usize;
+    let k = rec.get(51).copied().unwrap_or_default() as usize;
     let p = u32_at(rec, 52) as usize;
     let b = u32_at(rec, 56) as usize;
     let targets = (HEADER_LEN, HEADER_LEN + t * TARGET_LEN);
@@ -355,7 +356,9 @@ impl Record {
 
     /// The queue partitions this record was dispatched to.
     pub fn targets(&self) -> impl ExactSizeIterator<Item = Target> + '_ {
-        self.raw[self.layout.targets.0..self.layout.targets.1]
+        self.raw
+            .get(self.layout.targets.0..self.layout.targets.1)
+            .unwrap_or_default()
             .chunks_exact(TARGET_LEN)
             .map(|c| Target {
                 key: QueueKey::new(u32_at(c, 0), u32_at(c, 4)),

@@ -222,7 +222,7 @@ impl Inner {
         let r = &self.cfg.retention;
         let mut total: u64 = segs.iter().map(|s| s.file.len()).sum();
         let mut cut = 0;
-        for (s, next) in segs.iter().zip(&segs[1..]) {
+        for (s, next) in segs.iter().zip(segs.iter().skip(1)) {
             let by_floor = s.end() <= needed;
             // Every record of `s` is no newer than the first record of the next segment.
             let by_age = r.max_age.is_some_and(|age| {

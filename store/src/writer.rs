@@ -211,7 +211,7 @@ fn check_distinct(targets: &[QueueKey]) -> Result<()> {
         targets
             .iter()
             .enumerate()
-            .any(|(i, t)| targets[..i].contains(t))
+            .any(|(i, t)| targets.iter().take(i).any(|x| x == t))
     } else {
         let mut seen = std::collections::HashSet::with_capacity(targets.len());
         !targets.iter().all(|t| seen.insert(*t))
