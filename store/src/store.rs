@@ -97,7 +97,8 @@ pub(crate) struct Inner {
     disk_low: AtomicBool,
     disk_free: AtomicU64,
     last_ts: AtomicI64,
-    _lock: File,
+    /// Held (flock) until close.
+    lock_file: Mutex<Option<File>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -309,7 +310,7 @@ impl Store {
             last_ts: AtomicI64::new(rec.last_ts),
             log: rec.log,
             cfg,
-            _lock: lock_file,
+            lock_file: Mutex::new(Some(lock_file)),
         });
         inner.log.publish(rec.end);
         inner.checkpoint()?;
@@ -604,7 +605,11 @@ impl Store {
         if let Some(spare) = self.inner.spare().take().filter(|s| s.base >= log_end) {
             let _ = std::fs::remove_file(spare.file.path());
         }
-        lock(&self.inner.checkpoint).write(&cp, now_ms())
+        lock(&self.inner.checkpoint).write(&cp, now_ms())?;
+        // Closing the descriptor releases the flock: the directory can be opened again, even
+        // while stale handles to this store are still around.
+        drop(lock(&self.inner.lock_file).take());
+        Ok(())
     }
 }
 

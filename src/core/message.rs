@@ -1,0 +1,128 @@
+//! Messages and their canonical properties: the fields every protocol maps onto
+//! (`../shared/DESIGN.md` §5), and their encoding inside a CommitLog record.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A header value. Rich enough to carry AMQP field-table values, MQTT user properties and STOMP
+/// headers across protocols.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// No value.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// Signed integer.
+    I64(i64),
+    /// Unsigned integer that does not fit `i64`.
+    U64(u64),
+    /// Floating point.
+    F64(f64),
+    /// UTF-8 text.
+    Str(String),
+    /// Raw bytes.
+    Bytes(Bytes),
+    /// Timestamp, seconds since the epoch (AMQP `T`).
+    Timestamp(u64),
+    /// A list.
+    List(Vec<Value>),
+    /// A nested table.
+    Table(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The value as text, if it is text or a number.
+    pub fn as_str_lossy(&self) -> Option<String> {
+        match self {
+            Value::Str(s) => Some(s.clone()),
+            Value::I64(n) => Some(n.to_string()),
+            Value::U64(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+            _ => None,
+        }
+    }
+}
+
+/// The canonical message properties.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Properties {
+    /// Message id (indexed for look-up).
+    pub message_id: Option<String>,
+    /// Correlation id / MQTT correlation data.
+    pub correlation_id: Option<Bytes>,
+    /// Where replies go.
+    pub reply_to: Option<String>,
+    /// MIME content type.
+    pub content_type: Option<String>,
+    /// Content encoding.
+    pub content_encoding: Option<String>,
+    /// Producer timestamp, ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// Time to live, ms from when the broker stored it.
+    pub ttl_ms: Option<u64>,
+    /// Priority 0-9.
+    pub priority: Option<u8>,
+    /// Persistent (AMQP delivery-mode 2, MQTT QoS >= 1, STOMP persistent:true).
+    pub persistent: bool,
+    /// Authenticated user id claimed by the producer.
+    pub user_id: Option<String>,
+    /// Business keys (indexed for look-up).
+    pub keys: Vec<String>,
+    /// Tag (RocketMQ tag; hashed into the consume queue).
+    pub tag: Option<String>,
+    /// Messages with the same sharding key go to the same partition, in order.
+    pub sharding_key: Option<String>,
+    /// Everything else, in order.
+    pub headers: Vec<(String, Value)>,
+}
+
+impl Properties {
+    /// First header named `name`.
+    pub fn header(&self, name: &str) -> Option<&Value> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+/// A message: properties and a body that is never copied on the fan-out path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Message {
+    /// Properties.
+    pub properties: Properties,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A message with default properties.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Message {
+            properties: Properties::default(),
+            body: body.into(),
+        }
+    }
+}
+
+/// What the core keeps in the record's properties blob: routing facts plus the properties.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredMeta {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
+    pub(crate) properties: Properties,
+}
+
+impl StoredMeta {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<StoredMeta> {
+        postcard::from_bytes(b).ok()
+    }
+}
+
+/// Hash of a tag, as kept in consume-queue entries (0 = no tag).
+pub fn tag_hash(tag: Option<&str>) -> u64 {
+    tag.map_or(0, |t| xxhash_rust::xxh3::xxh3_64(t.as_bytes()).max(1))
+}

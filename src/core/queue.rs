@@ -1,0 +1,1152 @@
+//! A queue: its handle (shared by publishers and sessions) and its actor (one tokio task that
+//! owns every consumer group's cursors, in-flight sets and redeliveries).
+//!
+//! Messages live in the store, one consume queue per partition; the actor only tracks
+//! positions. Publishers append to the store themselves and wake the actor; sessions talk to it
+//! through commands. Nothing here holds a lock across an `.await`.
+//!
+//! ### Per group and partition (a `Cursor`)
+//! - `committed`: every offset below is settled (acked, rejected, expired or dropped).
+//! - `settled`: settled offsets at or above `committed` (acks arrive out of order).
+//! - `next_read`: the next offset never delivered in this group.
+//! - `redeliver`: offsets to deliver again first (nacked with requeue, or their consumer left),
+//!   with their delivery count so far.
+//! - `inflight`: delivered, not yet settled: offset -> (consumer, delivery count).
+//!
+//! Offsets are persisted for durable queues (`queues/<id>.json`, every second when changed and on
+//! shutdown): after a crash, messages acked since the last save are delivered again, with the
+//! redelivered flag (at-least-once).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use junction_store::{QueueKey, QueueMessage, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::error::{CoreError, CoreResult};
+use super::message::{Message, StoredMeta, Value};
+use super::meta::{Overflow, QueueDef};
+use super::session::{ConsumerTag, Delivery, SessionEvent};
+use super::BrokerInner;
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Where the group left off (a new group: the beginning of what is stored).
+    #[default]
+    Committed,
+    /// The oldest stored message.
+    Earliest,
+    /// Only messages published from now on.
+    Latest,
+    /// A queue offset (in every partition).
+    Offset(u64),
+    /// The first message stored at or after this time, ms since the epoch.
+    Time(i64),
+}
+
+/// How a delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done with it.
+    Ack,
+    /// Give it back to the queue for redelivery.
+    Requeue,
+    /// Refuse it: dead-letter it if the queue has a dead-letter exchange, else drop it.
+    Reject,
+}
+
+/// What a consumer asks for.
+#[derive(Debug, Clone)]
+pub struct ConsumeSpec {
+    /// Queue name.
+    pub queue: String,
+    /// Consumer group ("" = the queue's default group, which every non-native protocol uses).
+    pub group: String,
+    /// Most unacked deliveries at once (0 = no limit).
+    pub prefetch: u32,
+    /// Deliveries count as acked when handed to the client.
+    pub no_ack: bool,
+    /// Where a new group starts.
+    pub start: StartFrom,
+    /// Partitions are assigned to group members (each partition to one member, in order),
+    /// instead of members competing for every message.
+    pub exclusive_partitions: bool,
+    /// The consumer tag (generated if empty).
+    pub tag: String,
+}
+
+/// Queue counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages not yet delivered in the default group.
+    pub ready: u64,
+    /// Delivered, not yet acked (all groups).
+    pub unacked: u64,
+    /// Consumers (all groups).
+    pub consumers: u32,
+}
+
+pub(crate) type ConsumerId = u64;
+
+pub(crate) enum QueueCmd {
+    Subscribe {
+        id: ConsumerId,
+        spec: ConsumeSpec,
+        sink: mpsc::UnboundedSender<SessionEvent>,
+        reply: oneshot::Sender<CoreResult<Vec<u16>>>,
+    },
+    Unsubscribe {
+        id: ConsumerId,
+    },
+    Settle {
+        consumer: ConsumerId,
+        partition: u16,
+        offset: u64,
+        how: Settle,
+    },
+    SetPrefetch {
+        consumer: ConsumerId,
+        prefetch: u32,
+    },
+    Get {
+        reply: oneshot::Sender<Option<Delivery>>,
+    },
+    Purge {
+        reply: oneshot::Sender<u64>,
+    },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<CoreResult<u64>>,
+    },
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A queue as publishers and sessions see it.
+#[derive(Debug)]
+pub struct QueueHandle {
+    pub(crate) def: QueueDef,
+    pub(crate) name: String,
+    pub(crate) exclusive_owner: Option<u64>,
+    pub(crate) tx: mpsc::UnboundedSender<QueueCmd>,
+    pub(crate) wake: Notify,
+    rr: AtomicU32,
+    /// Messages the default group has taken off "ready" (delivered at least once, or dropped),
+    /// net of requeues. Publishers compute ready = stored - taken, which only errs high.
+    taken: AtomicU64,
+    pub(crate) deleted: AtomicBool,
+}
+
+impl QueueHandle {
+    pub(crate) fn key(&self, partition: u16) -> QueueKey {
+        QueueKey::new(self.def.id, u32::from(partition))
+    }
+
+    /// The partition a published message goes to: by sharding key, else round robin.
+    pub(crate) fn pick_partition(&self, sharding_key: Option<&str>) -> u16 {
+        let n = u64::from(self.def.partitions.max(1));
+        let i = match sharding_key {
+            Some(k) => xxhash_rust::xxh3::xxh3_64(k.as_bytes()) % n,
+            None => u64::from(self.rr.fetch_add(1, Ordering::Relaxed)) % n,
+        };
+        i as u16
+    }
+
+    /// Ready messages of the default group, as of now (for reject-publish).
+    pub(crate) fn ready(&self, store: &Store) -> u64 {
+        let stored: u64 = (0..self.def.partitions)
+            .filter_map(|p| store.queue_range(self.key(p)))
+            .map(|r| r.1)
+            .sum();
+        match self.taken.load(Ordering::Acquire) {
+            u64::MAX => 0, // not started yet
+            t => stored.saturating_sub(t),
+        }
+    }
+
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> QueueCmd,
+    ) -> CoreResult<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| CoreError::not_found("queue", &self.name))?;
+        rx.await
+            .map_err(|_| CoreError::not_found("queue", &self.name))
+    }
+}
+
+/// Persisted offsets of one partition in one group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SavedCursor {
+    committed: u64,
+    settled: Vec<u64>,
+    delivered: u64,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    key: QueueKey,
+    partition: u16,
+    committed: u64,
+    settled: BTreeSet<u64>,
+    next_read: u64,
+    /// Offsets below this may have been delivered before a restart.
+    delivered_before: u64,
+    redeliver: BTreeMap<u64, u32>,
+    inflight: HashMap<u64, (ConsumerId, u32)>,
+    owner: Option<ConsumerId>,
+    buffer: VecDeque<QueueMessage>,
+}
+
+impl Cursor {
+    fn settle(&mut self, offset: u64) {
+        if offset < self.committed {
+            return;
+        }
+        self.settled.insert(offset);
+        while self.settled.first() == Some(&self.committed) {
+            self.settled.pop_first();
+            self.committed += 1;
+        }
+    }
+
+    /// Oldest message not yet delivered in this group.
+    fn oldest_ready(&self) -> Option<u64> {
+        self.redeliver
+            .keys()
+            .next()
+            .copied()
+            .into_iter()
+            .chain(std::iter::once(self.next_read))
+            .min()
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    parts: Vec<Cursor>,
+    members: Vec<ConsumerId>,
+    exclusive_partitions: bool,
+    rr: usize,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    tag: ConsumerTag,
+    group: String,
+    prefetch: u32,
+    inflight: u32,
+    no_ack: bool,
+    sink: mpsc::UnboundedSender<SessionEvent>,
+}
+
+/// Cap on unacked deliveries for consumers with no prefetch limit: keeps the session's event
+/// channel bounded.
+const UNLIMITED_WINDOW: u32 = 2048;
+
+pub(crate) struct Actor {
+    q: Arc<QueueHandle>,
+    store: Arc<Store>,
+    broker: Weak<BrokerInner>,
+    rx: mpsc::UnboundedReceiver<QueueCmd>,
+    groups: BTreeMap<String, Group>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    offsets_path: PathBuf,
+    dirty: bool,
+    had_consumer: bool,
+    last_used: Instant,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Actor {
+    pub(crate) fn new(
+        q: Arc<QueueHandle>,
+        rx: mpsc::UnboundedReceiver<QueueCmd>,
+        store: Arc<Store>,
+        broker: Weak<BrokerInner>,
+        offsets_dir: PathBuf,
+    ) -> Actor {
+        let offsets_path = offsets_dir.join(format!("{}.json", q.def.id));
+        let mut a = Actor {
+            q,
+            store,
+            broker,
+            rx,
+            groups: BTreeMap::new(),
+            consumers: HashMap::new(),
+            offsets_path,
+            dirty: false,
+            had_consumer: false,
+            last_used: Instant::now(),
+        };
+        let saved: HashMap<String, Vec<SavedCursor>> = if a.q.def.durable {
+            std::fs::read(&a.offsets_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
+        for (name, cursors) in saved {
+            a.group_with(&name, StartFrom::Committed, Some(&cursors));
+        }
+        a.group_with("", StartFrom::Committed, None);
+        a
+    }
+
+    /// The group `name`, created at `start` if new.
+    fn group_with(
+        &mut self,
+        name: &str,
+        start: StartFrom,
+        saved: Option<&[SavedCursor]>,
+    ) -> &mut Group {
+        if !self.groups.contains_key(name) {
+            let parts = (0..self.q.def.partitions)
+                .map(|p| {
+                    let key = self.q.key(p);
+                    let (min, end) = self.store.queue_range(key).unwrap_or((0, 0));
+                    let s = saved.and_then(|s| s.get(usize::from(p))).cloned();
+                    let committed = match (&s, start) {
+                        (Some(s), _) => s.committed.max(min),
+                        (None, StartFrom::Committed | StartFrom::Earliest) => min,
+                        (None, StartFrom::Latest) => end,
+                        (None, StartFrom::Offset(o)) => o.clamp(min, end),
+                        (None, StartFrom::Time(t)) => self.store.offset_for_time(key, t).max(min),
+                    };
+                    let settled: BTreeSet<u64> = s
+                        .as_ref()
+                        .map(|s| {
+                            s.settled
+                                .iter()
+                                .copied()
+                                .filter(|&o| o >= committed)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Cursor {
+                        key,
+                        partition: p,
+                        committed,
+                        settled,
+                        next_read: committed,
+                        delivered_before: s.map_or(0, |s| s.delivered),
+                        redeliver: BTreeMap::new(),
+                        inflight: HashMap::new(),
+                        owner: None,
+                        buffer: VecDeque::new(),
+                    }
+                })
+                .collect();
+            self.groups.insert(
+                name.to_string(),
+                Group {
+                    parts,
+                    members: Vec::new(),
+                    exclusive_partitions: false,
+                    rr: 0,
+                },
+            );
+            self.dirty = true;
+        }
+        // Just inserted if absent.
+        self.groups
+            .entry(name.to_string())
+            .or_insert_with(|| Group {
+                parts: Vec::new(),
+                members: Vec::new(),
+                exclusive_partitions: false,
+                rr: 0,
+            })
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(QueueCmd::Stop { reply }) => {
+                        self.save_offsets();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(QueueCmd::Delete { if_unused, if_empty, reply }) => {
+                        match self.check_delete(if_unused, if_empty) {
+                            Ok(n) => {
+                                self.cancel_all("queue deleted");
+                                let _ = reply.send(Ok(n));
+                                return;
+                            }
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                _ = self.q.wake.notified() => {}
+                _ = tick.tick() => {
+                    if self.on_tick() {
+                        return; // expired or auto-deleted
+                    }
+                }
+            }
+            self.enforce_limits();
+            self.dispatch();
+            self.update_ready();
+        }
+    }
+
+    fn handle(&mut self, cmd: QueueCmd) {
+        match cmd {
+            QueueCmd::Subscribe {
+                id,
+                spec,
+                sink,
+                reply,
+            } => {
+                let r = self.subscribe(id, spec, sink);
+                let _ = reply.send(r);
+            }
+            QueueCmd::Unsubscribe { id } => self.unsubscribe(id),
+            QueueCmd::Settle {
+                consumer,
+                partition,
+                offset,
+                how,
+            } => self.settle(consumer, partition, offset, how),
+            QueueCmd::SetPrefetch { consumer, prefetch } => {
+                if let Some(c) = self.consumers.get_mut(&consumer) {
+                    c.prefetch = prefetch;
+                }
+            }
+            QueueCmd::Get { reply } => {
+                self.last_used = Instant::now();
+                let d = self.get();
+                let _ = reply.send(d);
+            }
+            QueueCmd::Purge { reply } => {
+                let n = self.purge();
+                let _ = reply.send(n);
+            }
+            QueueCmd::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: ConsumerId,
+        spec: ConsumeSpec,
+        sink: mpsc::UnboundedSender<SessionEvent>,
+    ) -> CoreResult<Vec<u16>> {
+        let group = self.group_with(&spec.group, spec.start, None);
+        if !group.members.is_empty() && group.exclusive_partitions != spec.exclusive_partitions {
+            return Err(CoreError::PreconditionFailed(format!(
+                "group '{}' of queue '{}' already consumes with exclusive_partitions = {}",
+                spec.group, spec.queue, group.exclusive_partitions
+            )));
+        }
+        group.exclusive_partitions = spec.exclusive_partitions;
+        group.members.push(id);
+        group.members.sort_unstable();
+        self.consumers.insert(
+            id,
+            Consumer {
+                tag: ConsumerTag::from(spec.tag.as_str()),
+                group: spec.group.clone(),
+                prefetch: spec.prefetch,
+                inflight: 0,
+                no_ack: spec.no_ack,
+                sink,
+            },
+        );
+        self.had_consumer = true;
+        self.last_used = Instant::now();
+        self.rebalance(&spec.group);
+        Ok(self.assigned(&spec.group, id))
+    }
+
+    fn assigned(&self, group: &str, id: ConsumerId) -> Vec<u16> {
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        g.parts
+            .iter()
+            .filter(|c| !g.exclusive_partitions || c.owner == Some(id))
+            .map(|c| c.partition)
+            .collect()
+    }
+
+    /// Exclusive-partition groups: partitions split into contiguous ranges among members sorted
+    /// by id, the first `n % m` members taking one more (RocketMQ's "averagely"). A partition
+    /// that changes owner gives its in-flight messages back for redelivery.
+    fn rebalance(&mut self, group: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        if !g.exclusive_partitions {
+            return;
+        }
+        let n = g.parts.len();
+        let m = g.members.len();
+        let mut changed: Vec<ConsumerId> = Vec::new();
+        for (i, c) in g.parts.iter_mut().enumerate() {
+            let owner = if let (Some(base), Some(extra)) = (n.checked_div(m), n.checked_rem(m)) {
+                // Member j owns [start_j, start_j + base + (j < extra)).
+                let mut j = 0;
+                let mut start = 0;
+                while j < m {
+                    let len = base + usize::from(j < extra);
+                    if i < start + len {
+                        break;
+                    }
+                    start += len;
+                    j += 1;
+                }
+                g.members.get(j).copied()
+            } else {
+                None
+            };
+            if owner != c.owner {
+                for (off, (who, count)) in c.inflight.drain() {
+                    c.redeliver.insert(off, count);
+                    if let Some(w) = self.consumers.get_mut(&who) {
+                        w.inflight = w.inflight.saturating_sub(1);
+                    }
+                }
+                changed.extend(c.owner);
+                changed.extend(owner);
+                c.owner = owner;
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for id in changed {
+            let parts = self.assigned(group, id);
+            if let Some(c) = self.consumers.get(&id) {
+                let _ = c.sink.send(SessionEvent::Assignment {
+                    consumer: c.tag.clone(),
+                    partitions: parts,
+                });
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.remove(&id) else {
+            return;
+        };
+        if let Some(g) = self.groups.get_mut(&c.group) {
+            g.members.retain(|m| *m != id);
+            for cur in &mut g.parts {
+                let mine: Vec<u64> = cur
+                    .inflight
+                    .iter()
+                    .filter(|(_, (w, _))| *w == id)
+                    .map(|(o, _)| *o)
+                    .collect();
+                for off in mine {
+                    if let Some((_, count)) = cur.inflight.remove(&off) {
+                        cur.redeliver.insert(off, count);
+                    }
+                }
+            }
+        }
+        let group = c.group.clone();
+        self.rebalance(&group);
+        self.last_used = Instant::now();
+    }
+
+    fn settle(&mut self, consumer: ConsumerId, partition: u16, offset: u64, how: Settle) {
+        let Some(group) = self.consumers.get(&consumer).map(|c| c.group.clone()) else {
+            return;
+        };
+        let Some(cur) = self
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.parts.get_mut(usize::from(partition)))
+        else {
+            return;
+        };
+        match cur.inflight.get(&offset) {
+            Some((who, _)) if *who == consumer => {}
+            _ => return, // stale (revoked by a rebalance, or already settled)
+        }
+        let Some((_, count)) = cur.inflight.remove(&offset) else {
+            return;
+        };
+        if let Some(c) = self.consumers.get_mut(&consumer) {
+            c.inflight = c.inflight.saturating_sub(1);
+            if c.tag.is_empty() && c.inflight == 0 {
+                self.consumers.remove(&consumer); // a basic.get, now settled
+            }
+        }
+        let limit = self.q.def.args.delivery_limit;
+        match how {
+            Settle::Ack => cur.settle(offset),
+            Settle::Requeue if limit.is_none_or(|l| count < l) => {
+                cur.redeliver.insert(offset, count);
+            }
+            Settle::Requeue | Settle::Reject => {
+                let reason = if how == Settle::Reject {
+                    "rejected"
+                } else {
+                    "delivery_limit"
+                };
+                let key = cur.key;
+                cur.settle(offset);
+                self.dead_letter(key, offset, reason);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Reads the message at `offset` of `key`, if it is still stored.
+    fn read_one(&self, key: QueueKey, offset: u64) -> Option<QueueMessage> {
+        let b = self.store.read(key, offset, 1).ok()?;
+        b.messages
+            .into_iter()
+            .next()
+            .filter(|m| m.queue_offset == offset)
+    }
+
+    fn expired(&self, m: &QueueMessage, meta: &StoredMeta) -> bool {
+        let ttl = match (self.q.def.args.message_ttl_ms, meta.properties.ttl_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        m.record.store_ts.saturating_add(ttl as i64) <= now_ms()
+    }
+
+    /// The next message for a consumer of `group` from partition index `pi`: redeliveries
+    /// first, then new ones. Expired messages met on the way are dead-lettered.
+    fn next_from(
+        &mut self,
+        group: &str,
+        pi: usize,
+    ) -> Option<(QueueMessage, StoredMeta, u32, bool)> {
+        loop {
+            let cur = self.groups.get_mut(group)?.parts.get_mut(pi)?;
+            let key = cur.key;
+            let (m, count, redelivered) = if let Some((off, count)) = cur.redeliver.pop_first() {
+                match self.read_one(key, off) {
+                    Some(m) => (m, count + 1, true),
+                    None => {
+                        if let Some(c) =
+                            self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi))
+                        {
+                            c.settle(off);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                if cur.buffer.is_empty() {
+                    let b = self.store.read(key, cur.next_read, 64).ok()?;
+                    if b.messages.is_empty() {
+                        cur.next_read = cur.next_read.max(b.min_offset);
+                        return None;
+                    }
+                    cur.buffer.extend(b.messages);
+                }
+                let m = cur.buffer.pop_front()?;
+                if m.queue_offset < cur.next_read {
+                    continue;
+                }
+                cur.next_read = m.queue_offset + 1;
+                if m.queue_offset < cur.committed || cur.settled.contains(&m.queue_offset) {
+                    continue; // settled before a restart
+                }
+                let redelivered = m.queue_offset < cur.delivered_before;
+                (m, 1, redelivered)
+            };
+            let Some(meta) = StoredMeta::decode(&m.record.properties) else {
+                tracing::error!(queue = %self.q.name, offset = m.queue_offset, "undecodable message properties; dropped");
+                if let Some(c) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) {
+                    c.settle(m.queue_offset);
+                }
+                continue;
+            };
+            if self.expired(&m, &meta) {
+                if let Some(c) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) {
+                    c.settle(m.queue_offset);
+                }
+                self.dead_letter_msg(&meta, &m, "expired");
+                continue;
+            }
+            return Some((m, meta, count, redelivered));
+        }
+    }
+
+    fn dispatch(&mut self) {
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            while let Some(g) = self.groups.get(&name) {
+                let members = g.members.clone();
+                if members.is_empty() {
+                    break;
+                }
+                let start = g.rr;
+                let nparts = g.parts.len();
+                let exclusive = g.exclusive_partitions;
+                let mut progressed = false;
+                for k in 0..members.len() {
+                    let Some(&id) = members.get((start + k) % members.len()) else {
+                        continue;
+                    };
+                    let Some(c) = self.consumers.get(&id) else {
+                        continue;
+                    };
+                    let window = if c.prefetch == 0 {
+                        UNLIMITED_WINDOW
+                    } else {
+                        c.prefetch
+                    };
+                    if c.inflight >= window {
+                        continue;
+                    }
+                    for j in 0..nparts {
+                        let pi = (start + k + j) % nparts;
+                        let owner_ok = self
+                            .groups
+                            .get(&name)
+                            .and_then(|g| g.parts.get(pi))
+                            .is_some_and(|cur| !exclusive || cur.owner == Some(id));
+                        if !owner_ok {
+                            continue;
+                        }
+                        if let Some((m, meta, count, redelivered)) = self.next_from(&name, pi) {
+                            self.deliver(&name, pi, id, m, meta, count, redelivered);
+                            progressed = true;
+                            break;
+                        }
+                    }
+                }
+                if let Some(g) = self.groups.get_mut(&name) {
+                    g.rr = g.rr.wrapping_add(1);
+                }
+                if !progressed {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        group: &str,
+        pi: usize,
+        id: ConsumerId,
+        m: QueueMessage,
+        meta: StoredMeta,
+        count: u32,
+        redelivered: bool,
+    ) {
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let Some(c) = self.consumers.get_mut(&id) else {
+            return;
+        };
+        let Some(cur) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) else {
+            return;
+        };
+        let delivery = Delivery {
+            id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
+            consumer: c.tag.clone(),
+            queue: self.q.name.clone(),
+            partition: cur.partition,
+            offset: m.queue_offset,
+            redelivered,
+            delivery_count: count,
+            store_ts: m.record.store_ts,
+            exchange: meta.exchange,
+            routing_key: meta.routing_key,
+            message: Message {
+                properties: meta.properties,
+                body: m.record.body.clone(),
+            },
+            queue_ref: Arc::downgrade(&self.q),
+            consumer_id: id,
+        };
+        if c.no_ack {
+            cur.settle(m.queue_offset);
+        } else {
+            cur.inflight.insert(m.queue_offset, (id, count));
+            c.inflight += 1;
+        }
+        self.dirty = true;
+        if c.sink
+            .send(SessionEvent::Delivery(Box::new(delivery)))
+            .is_err()
+        {
+            // The session is gone; its close will unsubscribe and requeue.
+        }
+    }
+
+    fn get(&mut self) -> Option<Delivery> {
+        // basic.get: one message from the default group, as a one-off consumer that is removed
+        // again; the delivery stays in flight under that consumer id until settled.
+        let broker = self.broker.upgrade()?;
+        let nparts = self.groups.get("")?.parts.len();
+        for pi in 0..nparts {
+            if let Some((m, meta, count, redelivered)) = self.next_from("", pi) {
+                let id = broker.next_consumer.fetch_add(1, Ordering::Relaxed);
+                let cur = self.groups.get_mut("")?.parts.get_mut(pi)?;
+                cur.inflight.insert(m.queue_offset, (id, count));
+                let (tx, _rx) = mpsc::unbounded_channel();
+                self.consumers.insert(
+                    id,
+                    Consumer {
+                        tag: ConsumerTag::from(""),
+                        group: String::new(),
+                        prefetch: 1,
+                        inflight: 1,
+                        no_ack: false,
+                        sink: tx,
+                    },
+                );
+                return Some(Delivery {
+                    id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
+                    consumer: ConsumerTag::from(""),
+                    queue: self.q.name.clone(),
+                    partition: cur.partition,
+                    offset: m.queue_offset,
+                    redelivered,
+                    delivery_count: count,
+                    store_ts: m.record.store_ts,
+                    exchange: meta.exchange,
+                    routing_key: meta.routing_key,
+                    message: Message {
+                        properties: meta.properties,
+                        body: m.record.body.clone(),
+                    },
+                    queue_ref: Arc::downgrade(&self.q),
+                    consumer_id: id,
+                });
+            }
+        }
+        None
+    }
+
+    fn ready_of(&self, group: &str) -> u64 {
+        let Some(g) = self.groups.get(group) else {
+            return 0;
+        };
+        g.parts
+            .iter()
+            .map(|c| {
+                let end = self.store.queue_range(c.key).map_or(0, |r| r.1);
+                end.saturating_sub(c.next_read) + c.redeliver.len() as u64
+            })
+            .sum()
+    }
+
+    fn update_ready(&self) {
+        let Some(g) = self.groups.get("") else { return };
+        let taken: u64 = g
+            .parts
+            .iter()
+            .map(|c| c.next_read.saturating_sub(c.redeliver.len() as u64))
+            .sum();
+        self.q.taken.store(taken, Ordering::Release);
+    }
+
+    /// Max-length with drop-head: the oldest ready messages go (dead-lettered if configured).
+    fn enforce_limits(&mut self) {
+        let Some(max) = self.q.def.args.max_length else {
+            return;
+        };
+        if self.q.def.args.overflow != Overflow::DropHead {
+            return;
+        }
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            let mut ready = self.ready_of(&name);
+            while ready > max {
+                let Some((pi, off)) = self.groups.get(&name).and_then(|g| {
+                    g.parts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| c.oldest_ready().map(|o| (i, o)))
+                        .min_by_key(|(_, o)| *o)
+                }) else {
+                    break;
+                };
+                let Some(cur) = self.groups.get_mut(&name).and_then(|g| g.parts.get_mut(pi)) else {
+                    break;
+                };
+                let key = cur.key;
+                if cur.redeliver.remove(&off).is_none() {
+                    cur.next_read = off + 1;
+                    cur.buffer.retain(|m| m.queue_offset > off);
+                }
+                cur.settle(off);
+                if name.is_empty() {
+                    self.dead_letter(key, off, "maxlen");
+                }
+                ready -= 1;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Expired messages at the head of each group's partitions are removed (dead-lettered for
+    /// the default group) even with no consumer, as RabbitMQ does.
+    fn expire_heads(&mut self) {
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            let nparts = self.groups.get(&name).map_or(0, |g| g.parts.len());
+            for pi in 0..nparts {
+                while let Some(cur) = self.groups.get(&name).and_then(|g| g.parts.get(pi)) {
+                    let (key, off) = match cur.oldest_ready() {
+                        Some(off) => (cur.key, off),
+                        None => break,
+                    };
+                    let Some(m) = self.read_one(key, off) else {
+                        break;
+                    };
+                    let Some(meta) = StoredMeta::decode(&m.record.properties) else {
+                        break;
+                    };
+                    if !self.expired(&m, &meta) {
+                        break;
+                    }
+                    let Some(cur) = self.groups.get_mut(&name).and_then(|g| g.parts.get_mut(pi))
+                    else {
+                        break;
+                    };
+                    if cur.redeliver.remove(&off).is_none() {
+                        cur.next_read = off + 1;
+                        cur.buffer.retain(|b| b.queue_offset > off);
+                    }
+                    cur.settle(off);
+                    self.dirty = true;
+                    if name.is_empty() {
+                        self.dead_letter_msg(&meta, &m, "expired");
+                    }
+                }
+            }
+        }
+    }
+
+    fn dead_letter(&self, key: QueueKey, offset: u64, reason: &str) {
+        if self.q.def.args.dead_letter_exchange.is_none() {
+            return;
+        }
+        if let Some(m) = self.read_one(key, offset) {
+            if let Some(meta) = StoredMeta::decode(&m.record.properties) {
+                self.dead_letter_msg(&meta, &m, reason);
+            }
+        }
+    }
+
+    /// Republishes a message to the queue's dead-letter exchange, with RabbitMQ's `x-death`-style
+    /// headers (`x-first-death-reason`, `-queue`, `-exchange`).
+    fn dead_letter_msg(&self, meta: &StoredMeta, m: &QueueMessage, reason: &str) {
+        let Some(dlx) = &self.q.def.args.dead_letter_exchange else {
+            return;
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let mut props = meta.properties.clone();
+        props.ttl_ms = None; // the per-message TTL is removed on dead-lettering, as RabbitMQ does
+        for (k, v) in [
+            ("x-first-death-reason", reason),
+            ("x-first-death-queue", self.q.name.as_str()),
+            ("x-first-death-exchange", meta.exchange.as_str()),
+        ] {
+            if props.header(k).is_none() {
+                props.headers.push((k.into(), Value::Str(v.into())));
+            }
+        }
+        let rk = self
+            .q
+            .def
+            .args
+            .dead_letter_routing_key
+            .clone()
+            .unwrap_or_else(|| meta.routing_key.clone());
+        let msg = Message {
+            properties: props,
+            body: m.record.body.clone(),
+        };
+        if let Err(e) = broker.publish_internal(&self.q.def.vhost, dlx, &rk, &msg) {
+            tracing::warn!(queue = %self.q.name, error = %e, "dead-lettering failed");
+        }
+    }
+
+    fn purge(&mut self) -> u64 {
+        let mut n = 0;
+        for g in self.groups.values_mut() {
+            for c in &mut g.parts {
+                let end = self.store.queue_range(c.key).map_or(0, |r| r.1);
+                let ready = end.saturating_sub(c.next_read) + c.redeliver.len() as u64;
+                for off in std::mem::take(&mut c.redeliver).into_keys() {
+                    c.settle(off);
+                }
+                for off in c.next_read..end {
+                    c.settle(off);
+                }
+                c.next_read = end;
+                c.buffer.clear();
+                n += ready;
+            }
+        }
+        self.dirty = true;
+        n
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            ready: self.ready_of(""),
+            unacked: self
+                .groups
+                .values()
+                .flat_map(|g| g.parts.iter())
+                .map(|c| c.inflight.len() as u64)
+                .sum(),
+            consumers: self
+                .consumers
+                .values()
+                .filter(|c| !c.tag.is_empty())
+                .count() as u32,
+        }
+    }
+
+    fn check_delete(&mut self, if_unused: bool, if_empty: bool) -> CoreResult<u64> {
+        let s = self.stats();
+        if if_unused && s.consumers > 0 {
+            return Err(CoreError::PreconditionFailed(format!(
+                "queue '{}' in use",
+                self.q.name
+            )));
+        }
+        if if_empty && s.ready + s.unacked > 0 {
+            return Err(CoreError::PreconditionFailed(format!(
+                "queue '{}' not empty",
+                self.q.name
+            )));
+        }
+        Ok(s.ready)
+    }
+
+    fn cancel_all(&mut self, reason: &str) {
+        for c in self.consumers.values() {
+            if !c.tag.is_empty() {
+                let _ = c.sink.send(SessionEvent::Cancelled {
+                    consumer: c.tag.clone(),
+                    reason: reason.into(),
+                });
+            }
+        }
+        self.consumers.clear();
+    }
+
+    /// Periodic work; returns true if the queue deleted itself (x-expires or auto-delete).
+    fn on_tick(&mut self) -> bool {
+        // Retention: nothing below the lowest committed offset of any group is needed.
+        for p in 0..self.q.def.partitions {
+            let floor = self
+                .groups
+                .values()
+                .filter_map(|g| g.parts.get(usize::from(p)))
+                .map(|c| c.committed)
+                .min();
+            if let Some(f) = floor {
+                self.store.set_floor(self.q.key(p), f);
+            }
+        }
+        self.expire_heads();
+        if self.dirty {
+            self.save_offsets();
+        }
+        let unused = self.consumers.values().all(|c| c.tag.is_empty());
+        let expired = self
+            .q
+            .def
+            .args
+            .expires_ms
+            .is_some_and(|ms| unused && self.last_used.elapsed() >= Duration::from_millis(ms));
+        let auto_deleted = self.q.def.auto_delete && self.had_consumer && unused;
+        if expired || auto_deleted {
+            if let Some(b) = self.broker.upgrade() {
+                b.forget_queue(&self.q);
+            }
+            self.cancel_all("queue deleted");
+            return true;
+        }
+        false
+    }
+
+    fn save_offsets(&mut self) {
+        self.dirty = false;
+        if !self.q.def.durable || self.q.deleted.load(Ordering::Acquire) {
+            return;
+        }
+        let saved: HashMap<&str, Vec<SavedCursor>> = self
+            .groups
+            .iter()
+            .map(|(name, g)| {
+                let cs = g
+                    .parts
+                    .iter()
+                    .map(|c| SavedCursor {
+                        committed: c.committed,
+                        settled: c.settled.iter().copied().collect(),
+                        delivered: c.next_read.max(c.delivered_before),
+                    })
+                    .collect();
+                (name.as_str(), cs)
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&saved).unwrap_or_default();
+        if let Err(e) = super::meta::write_atomic(&self.offsets_path, &bytes) {
+            tracing::warn!(queue = %self.q.name, error = %e, "saving consumer offsets failed");
+            self.dirty = true;
+        }
+    }
+}
+
+pub(crate) fn new_handle(
+    def: QueueDef,
+    exclusive_owner: Option<u64>,
+) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let h = QueueHandle {
+        name: def.name.clone(),
+        def,
+        exclusive_owner,
+        tx,
+        wake: Notify::new(),
+        rr: AtomicU32::new(0),
+        taken: AtomicU64::new(u64::MAX),
+        deleted: AtomicBool::new(false),
+    };
+    (Arc::new(h), rx)
+}

@@ -1,0 +1,632 @@
+//! A client session: what a gateway holds for one connection (or one AMQP channel).
+//!
+//! Every protocol drives the core through this type: declare, bind, publish, consume, settle,
+//! and [`Session::next_event`] for what the broker pushes (deliveries, publish confirms,
+//! partition assignments, cancellations). Publisher confirms arrive in publish order, only once
+//! the message is stored under the flush policy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::mpsc;
+
+use super::auth::{Access, Grants};
+use super::error::{CoreError, CoreResult};
+use super::message::{Message, Value};
+use super::meta::ExchangeKind;
+use super::queue::{ConsumeSpec, ConsumerId, QueueCmd, QueueHandle, Settle};
+use super::BrokerInner;
+
+/// A consumer's tag, unique within its session.
+pub type ConsumerTag = Arc<str>;
+
+/// Who is connected.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Authenticated user.
+    pub user: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// Peer address (None for in-process clients).
+    pub peer: Option<SocketAddr>,
+    /// Protocol name, for logs and the admin API.
+    pub protocol: &'static str,
+    /// Client-chosen id (MQTT client id, native client id...).
+    pub client_id: String,
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Unique id; settle with it.
+    pub id: u64,
+    /// The consumer it is for.
+    pub consumer: ConsumerTag,
+    /// Queue name.
+    pub queue: String,
+    /// Partition.
+    pub partition: u16,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Possibly delivered before (requeued, consumer died, or broker restarted).
+    pub redelivered: bool,
+    /// How many times it has been delivered, this one included.
+    pub delivery_count: u32,
+    /// When the broker stored it, ms since the epoch.
+    pub store_ts: i64,
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key it was published with.
+    pub routing_key: String,
+    /// The message.
+    pub message: Message,
+    pub(crate) queue_ref: Weak<QueueHandle>,
+    pub(crate) consumer_id: ConsumerId,
+}
+
+/// What the broker pushes to a session.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A message for one of this session's consumers.
+    Delivery(Box<Delivery>),
+    /// Every publish with a sequence number up to and including `up_to` is stored.
+    Confirmed {
+        /// Highest confirmed publish sequence number.
+        up_to: u64,
+    },
+    /// Storing failed for publishes up to `up_to` (the store is poisoned).
+    ConfirmFailed {
+        /// Highest failed publish sequence number.
+        up_to: u64,
+    },
+    /// The partitions a consumer reads changed (exclusive-partition groups).
+    Assignment {
+        /// The consumer.
+        consumer: ConsumerTag,
+        /// Its partitions now.
+        partitions: Vec<u16>,
+    },
+    /// A consumer was cancelled by the broker (its queue was deleted).
+    Cancelled {
+        /// The consumer.
+        consumer: ConsumerTag,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Declaring an exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeDecl {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted with its last binding.
+    pub auto_delete: bool,
+    /// Not publishable by clients.
+    pub internal: bool,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// Arguments.
+    pub args: Vec<(String, Value)>,
+}
+
+/// Declaring a queue.
+#[derive(Debug, Clone, Default)]
+pub struct QueueDecl {
+    /// Name ("" = server-named).
+    pub name: String,
+    /// Partitions (0 or 1 = one).
+    pub partitions: u16,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Owned by this session, deleted when it closes.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// `x-` arguments.
+    pub args: Vec<(String, Value)>,
+}
+
+/// A declared queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: u16,
+    /// Ready messages.
+    pub messages: u64,
+    /// Consumers.
+    pub consumers: u32,
+}
+
+/// A binding to declare or remove.
+#[derive(Debug, Clone, Default)]
+pub struct BindingDecl {
+    /// Source exchange.
+    pub exchange: String,
+    /// Destination queue or exchange.
+    pub destination: String,
+    /// Whether the destination is an exchange.
+    pub destination_is_exchange: bool,
+    /// Binding key.
+    pub routing_key: String,
+    /// Arguments.
+    pub args: Vec<(String, Value)>,
+}
+
+/// Where a published message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// Queue.
+    pub queue: String,
+    /// Partition.
+    pub partition: u16,
+    /// Offset in the partition.
+    pub offset: u64,
+}
+
+/// The result of a publish: its sequence number (confirmed later by
+/// [`SessionEvent::Confirmed`]) and where it went (empty = unroutable).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Publish sequence number of this session, from 1.
+    pub seq: u64,
+    /// Queues it was stored for.
+    pub routed: Vec<Routed>,
+}
+
+struct ConsumerEntry {
+    queue: Arc<QueueHandle>,
+    id: ConsumerId,
+    no_ack: bool,
+}
+
+/// One client session. Owned by one gateway task; not `Clone`.
+pub struct Session {
+    pub(crate) id: u64,
+    broker: Arc<BrokerInner>,
+    info: ClientInfo,
+    grants: Grants,
+    events_tx: mpsc::UnboundedSender<SessionEvent>,
+    events_rx: mpsc::UnboundedReceiver<SessionEvent>,
+    consumers: HashMap<ConsumerTag, ConsumerEntry>,
+    unacked: HashMap<u64, (Weak<QueueHandle>, ConsumerId, u16, u64)>,
+    gets: Vec<(Weak<QueueHandle>, ConsumerId)>,
+    publish_seq: u64,
+    confirm_tx: Option<mpsc::UnboundedSender<(u64, u64)>>,
+    next_tag: u64,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        broker: Arc<BrokerInner>,
+        id: u64,
+        info: ClientInfo,
+        grants: Grants,
+    ) -> Session {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Session {
+            id,
+            broker,
+            info,
+            grants,
+            events_tx,
+            events_rx,
+            consumers: HashMap::new(),
+            unacked: HashMap::new(),
+            gets: Vec::new(),
+            publish_seq: 0,
+            confirm_tx: None,
+            next_tag: 1,
+            closed: false,
+        }
+    }
+
+    /// Who this session is.
+    pub fn info(&self) -> &ClientInfo {
+        &self.info
+    }
+
+    /// This session's id (unique in the broker's lifetime).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn check(&self, access: Access, name: &str) -> CoreResult<()> {
+        if self.grants.allows(access, name) {
+            Ok(())
+        } else {
+            let what = match access {
+                Access::Configure => "configure",
+                Access::Write => "write",
+                Access::Read => "read",
+            };
+            Err(CoreError::AccessRefused(format!(
+                "{what} access to '{name}' in vhost '{}' refused for user '{}'",
+                self.info.vhost, self.info.user
+            )))
+        }
+    }
+
+    /// Declares (or checks) an exchange.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound` (passive), `PreconditionFailed` (exists with other
+    /// properties), `Invalid` (reserved `amq.` name).
+    pub fn declare_exchange(&mut self, d: ExchangeDecl) -> CoreResult<()> {
+        if !d.passive {
+            self.check(Access::Configure, &d.name)?;
+        }
+        self.broker.declare_exchange(&self.info.vhost, d)
+    }
+
+    /// Deletes an exchange.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound`, `PreconditionFailed` (if-unused and bound).
+    pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> CoreResult<()> {
+        self.check(Access::Configure, name)?;
+        self.broker
+            .delete_exchange(&self.info.vhost, name, if_unused)
+    }
+
+    /// Declares (or checks) a queue.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound` (passive), `PreconditionFailed`, `ResourceLocked` (another
+    /// session's exclusive queue), `Invalid`.
+    pub async fn declare_queue(&mut self, d: QueueDecl) -> CoreResult<QueueInfo> {
+        let name = if d.name.is_empty() && !d.passive {
+            format!("amq.gen-{:016x}", rand::random::<u64>())
+        } else {
+            d.name.clone()
+        };
+        if !d.passive {
+            self.check(Access::Configure, &name)?;
+        }
+        let q = self
+            .broker
+            .declare_queue(&self.info.vhost, QueueDecl { name, ..d }, self.id)?;
+        let stats = q.ask(|reply| QueueCmd::Stats { reply }).await?;
+        Ok(QueueInfo {
+            name: q.name.clone(),
+            partitions: q.def.partitions,
+            messages: stats.ready,
+            consumers: stats.consumers,
+        })
+    }
+
+    /// Deletes a queue; returns how many ready messages it had.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound`, `PreconditionFailed` (if-unused / if-empty), `ResourceLocked`.
+    pub async fn delete_queue(
+        &mut self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> CoreResult<u64> {
+        self.check(Access::Configure, name)?;
+        let q = self.queue(name)?;
+        let n = q
+            .ask(|reply| QueueCmd::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            })
+            .await??;
+        self.broker.forget_queue(&q);
+        Ok(n)
+    }
+
+    /// Removes every ready message of a queue; returns how many.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound`, `ResourceLocked`.
+    pub async fn purge_queue(&mut self, name: &str) -> CoreResult<u64> {
+        self.check(Access::Read, name)?;
+        let q = self.queue(name)?;
+        q.ask(|reply| QueueCmd::Purge { reply }).await
+    }
+
+    /// Ready/unacked/consumer counts of a queue.
+    ///
+    /// # Errors
+    /// `NotFound`, `ResourceLocked`.
+    pub async fn queue_info(&mut self, name: &str) -> CoreResult<QueueInfo> {
+        let q = self.queue(name)?;
+        let s = q.ask(|reply| QueueCmd::Stats { reply }).await?;
+        Ok(QueueInfo {
+            name: q.name.clone(),
+            partitions: q.def.partitions,
+            messages: s.ready,
+            consumers: s.consumers,
+        })
+    }
+
+    fn queue(&self, name: &str) -> CoreResult<Arc<QueueHandle>> {
+        let q = self.broker.queue(&self.info.vhost, name)?;
+        if q.exclusive_owner.is_some_and(|o| o != self.id) {
+            return Err(CoreError::ResourceLocked(format!(
+                "queue '{name}' is exclusive to another connection"
+            )));
+        }
+        Ok(q)
+    }
+
+    /// Binds a queue (or exchange) to an exchange.
+    ///
+    /// # Errors
+    /// `AccessRefused` (write on the destination, read on the source), `NotFound`.
+    pub fn bind(&mut self, b: BindingDecl) -> CoreResult<()> {
+        self.check(Access::Write, &b.destination)?;
+        self.check(Access::Read, &b.exchange)?;
+        if !b.destination_is_exchange {
+            self.queue(&b.destination)?;
+        }
+        self.broker.bind(&self.info.vhost, b, true)
+    }
+
+    /// Removes a binding.
+    ///
+    /// # Errors
+    /// As [`Session::bind`].
+    pub fn unbind(&mut self, b: BindingDecl) -> CoreResult<()> {
+        self.check(Access::Write, &b.destination)?;
+        self.check(Access::Read, &b.exchange)?;
+        self.broker.bind(&self.info.vhost, b, false)
+    }
+
+    /// Publishes a message. Returns once it is routed and appended (admission); the confirm
+    /// arrives later as [`SessionEvent::Confirmed`], in publish order.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound` (exchange), `Invalid` (internal exchange), `ResourceLimit`
+    /// (a queue full with reject-publish), `Blocked` (disk low).
+    pub fn publish(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+    ) -> CoreResult<Published> {
+        self.check(Access::Write, exchange)?;
+        if let Some(uid) = &msg.properties.user_id {
+            if uid != &self.info.user {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "user_id '{uid}' does not match the authenticated user '{}'",
+                    self.info.user
+                )));
+            }
+        }
+        let (routed, end) =
+            self.broker
+                .publish_checked(&self.info.vhost, exchange, routing_key, msg)?;
+        self.publish_seq += 1;
+        let seq = self.publish_seq;
+        self.confirm_after(seq, end);
+        Ok(Published { seq, routed })
+    }
+
+    fn confirm_after(&mut self, seq: u64, end: u64) {
+        let tx = self.confirm_tx.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
+            let events = self.events_tx.clone();
+            let store = Arc::clone(&self.broker.store);
+            tokio::spawn(async move {
+                while let Some(mut last) = rx.recv().await {
+                    while let Ok(next) = rx.try_recv() {
+                        last = next; // the log end only grows: the last covers the rest
+                    }
+                    let ev = match store.flushed(last.1).await {
+                        Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
+                        Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
+                    };
+                    if events.send(ev).is_err() {
+                        return;
+                    }
+                }
+            });
+            tx
+        });
+        let _ = tx.send((seq, end));
+    }
+
+    /// Starts a consumer; returns its tag and the partitions it reads.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read on the queue), `NotFound`, `ResourceLocked`, `PreconditionFailed`
+    /// (tag in use, or a group mode mismatch).
+    pub async fn consume(&mut self, mut spec: ConsumeSpec) -> CoreResult<(ConsumerTag, Vec<u16>)> {
+        self.check(Access::Read, &spec.queue)?;
+        let q = self.queue(&spec.queue)?;
+        if spec.tag.is_empty() {
+            spec.tag = format!("ctag-{}.{}", self.id, self.next_tag);
+            self.next_tag += 1;
+        }
+        let tag: ConsumerTag = ConsumerTag::from(spec.tag.as_str());
+        if self.consumers.contains_key(&tag) {
+            return Err(CoreError::PreconditionFailed(format!(
+                "consumer tag '{tag}' is in use"
+            )));
+        }
+        let id = self
+            .broker
+            .next_consumer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let no_ack = spec.no_ack;
+        let sink = self.events_tx.clone();
+        let parts = q
+            .ask(|reply| QueueCmd::Subscribe {
+                id,
+                spec,
+                sink,
+                reply,
+            })
+            .await??;
+        self.consumers.insert(
+            tag.clone(),
+            ConsumerEntry {
+                queue: q,
+                id,
+                no_ack,
+            },
+        );
+        Ok((tag, parts))
+    }
+
+    /// Stops a consumer; its unacked deliveries go back to the queue.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tag.
+    pub fn cancel(&mut self, tag: &str) -> CoreResult<()> {
+        let c = self
+            .consumers
+            .remove(tag)
+            .ok_or_else(|| CoreError::not_found("consumer", tag))?;
+        self.unacked.retain(|_, (_, cid, _, _)| *cid != c.id);
+        let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        Ok(())
+    }
+
+    /// Changes a consumer's prefetch window (0 = unlimited).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tag.
+    pub fn set_prefetch(&mut self, tag: &str, prefetch: u32) -> CoreResult<()> {
+        let c = self
+            .consumers
+            .get(tag)
+            .ok_or_else(|| CoreError::not_found("consumer", tag))?;
+        let _ = c.queue.tx.send(QueueCmd::SetPrefetch {
+            consumer: c.id,
+            prefetch,
+        });
+        Ok(())
+    }
+
+    /// Settles a delivery.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown or already settled delivery id.
+    pub fn settle(&mut self, delivery: u64, how: Settle) -> CoreResult<()> {
+        let (q, consumer, partition, offset) = self
+            .unacked
+            .remove(&delivery)
+            .ok_or_else(|| CoreError::not_found("delivery", delivery.to_string()))?;
+        if let Some(q) = q.upgrade() {
+            let _ = q.tx.send(QueueCmd::Settle {
+                consumer,
+                partition,
+                offset,
+                how,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ids of this session's unsettled deliveries, for protocols that ack cumulatively.
+    pub fn unsettled(&self) -> impl Iterator<Item = u64> + '_ {
+        self.unacked.keys().copied()
+    }
+
+    /// Takes one message from a queue's default group (AMQP basic.get), or `None` if empty.
+    ///
+    /// # Errors
+    /// `AccessRefused`, `NotFound`, `ResourceLocked`.
+    pub async fn get(&mut self, queue: &str, no_ack: bool) -> CoreResult<Option<Delivery>> {
+        self.check(Access::Read, queue)?;
+        let q = self.queue(queue)?;
+        let d = q.ask(|reply| QueueCmd::Get { reply }).await?;
+        if let Some(d) = &d {
+            self.gets.push((Arc::downgrade(&q), d.consumer_id));
+            self.unacked.insert(
+                d.id,
+                (Arc::downgrade(&q), d.consumer_id, d.partition, d.offset),
+            );
+            if no_ack {
+                self.settle(d.id, Settle::Ack)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// The next event for this session. Cancel-safe: use it in `select!`.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        let ev = self.events_rx.recv().await?;
+        if let SessionEvent::Delivery(d) = &ev {
+            let no_ack = self.consumers.get(&d.consumer).is_some_and(|c| c.no_ack);
+            if !no_ack {
+                self.unacked.insert(
+                    d.id,
+                    (d.queue_ref.clone(), d.consumer_id, d.partition, d.offset),
+                );
+            }
+        }
+        if let SessionEvent::Cancelled { consumer, .. } = &ev {
+            self.consumers.remove(consumer);
+        }
+        Some(ev)
+    }
+
+    /// Closes the session: consumers stop, unacked deliveries are redelivered (with the
+    /// redelivered flag), exclusive queues are deleted.
+    pub async fn close(mut self) {
+        self.shutdown_consumers().await;
+    }
+
+    async fn shutdown_consumers(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        for (_, c) in self.consumers.drain() {
+            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        }
+        for (q, id) in self.gets.drain(..) {
+            if let Some(q) = q.upgrade() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
+        }
+        self.broker.drop_exclusive(self.id).await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Best effort without awaiting: stop consumers so their messages are redelivered.
+        for (_, c) in self.consumers.drain() {
+            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        }
+        for (q, id) in self.gets.drain(..) {
+            if let Some(q) = q.upgrade() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
+        }
+        let broker = Arc::clone(&self.broker);
+        let id = self.id;
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move { broker.drop_exclusive(id).await });
+        }
+    }
+}
