@@ -1,0 +1,1 @@
+//! Junction SDK (in progress).
