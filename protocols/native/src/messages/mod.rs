@@ -1,0 +1,19 @@
+//! The payload types of every message, grouped by area.
+
+mod connection;
+mod consuming;
+mod publishing;
+mod topology;
+
+pub use connection::{Close, ErrorResponse, Hello, Welcome};
+pub use consuming::{
+    Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
+    SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
+};
+pub use publishing::{
+    BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
+};
+pub use topology::{
+    Binding, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Deleted, ExchangeKind,
+    PurgeQueue, QueueDeclared,
+};
