@@ -3,6 +3,12 @@
 //!
 //! - [`core`]: the topic/queue core (vhosts, exchanges, queues, consumer groups, sessions). It
 //!   knows no protocol and no socket.
+//! - [`gateway`]: one module per protocol, mapping a connection onto a core session.
+//! - [`server`]: listeners, connection limits, graceful shutdown.
+//! - [`config`]: `conf/junction.toml` -> typed configuration.
 //! - The store is the `junction-store` crate.
 
+pub mod config;
 pub mod core;
+pub mod gateway;
+pub mod server;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use junction::config::Config;
 
 #[derive(Parser)]
 #[command(name = "junction", version, about = "Junction message broker")]
@@ -14,37 +15,61 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open (and recover) the message store. The protocol listeners are not built yet: this
-    /// opens the store under the data directory, reports what it holds and exits.
+    /// Run the broker: every enabled listener on its standard port, data under ./data.
     Serve {
-        /// Data directory.
-        #[arg(long, default_value = "data", env = "JUNCTION_DATA_DIR")]
-        data_dir: PathBuf,
+        /// Configuration file (default: built-in defaults, as in conf/junction.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the file and JUNCTION_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Native protocol listen address (overrides the file and JUNCTION_NATIVE_LISTEN).
+        #[arg(long)]
+        native_listen: Option<std::net::SocketAddr>,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match Cli::parse().command {
-        Command::Serve { data_dir } => {
-            let store = junction_store::Store::open(junction_store::StoreConfig::new(&data_dir))
-                .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-            let s = store.stats();
-            println!(
-                "store at {}: {} queue partitions, commitlog [{}, {}), {} segment(s)",
-                data_dir.display(),
-                store.queues().len(),
-                s.log_start,
-                s.log_end,
-                s.segments
-            );
-            println!("the protocol listeners are not built yet; nothing to serve");
-            store.close().context("closing the store")?;
-            Ok(())
+        Command::Serve {
+            config,
+            data_dir,
+            native_listen,
+        } => {
+            let mut cfg = Config::load(config.as_deref(), std::env::vars())
+                .context("loading the configuration")?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(a) = native_listen {
+                cfg.native.listen = a;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(junction::server::run(cfg, shutdown_signal()))
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }

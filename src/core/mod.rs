@@ -32,7 +32,7 @@ pub use meta::{ExchangeKind, Overflow, QueueArgs};
 pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom};
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
-    Routed, Session, SessionEvent,
+    ReadResult, Routed, Session, SessionEvent, StoredMessage,
 };
 
 use meta::{BindingDef, ExchangeDef, MetaFile, Metadata, QueueDef};

@@ -183,6 +183,34 @@ pub struct Published {
     pub routed: Vec<Routed>,
 }
 
+/// A message read by offset.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Offset in its partition.
+    pub offset: u64,
+    /// When it was stored, ms since the epoch.
+    pub store_ts: i64,
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// The message.
+    pub message: Message,
+}
+
+/// The result of [`Session::read`].
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Messages in offset order.
+    pub messages: Vec<StoredMessage>,
+    /// Offset to read next.
+    pub next_offset: u64,
+    /// Oldest offset still stored.
+    pub min_offset: u64,
+    /// Next offset to be written.
+    pub end_offset: u64,
+}
+
 struct ConsumerEntry {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
@@ -568,9 +596,75 @@ impl Session {
         Ok(d)
     }
 
+    /// The next event if one is ready now (for batching writes).
+    pub fn try_next_event(&mut self) -> Option<SessionEvent> {
+        let ev = self.events_rx.try_recv().ok()?;
+        Some(self.track(ev))
+    }
+
+    /// Reads stored messages of a queue partition by offset, outside any consumer group
+    /// (stream-style pull): `(messages, next offset, oldest stored, end)`.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read), `NotFound`, `ResourceLocked`, `Invalid` (no such partition),
+    /// store errors.
+    pub fn read(
+        &self,
+        queue: &str,
+        partition: u16,
+        offset: u64,
+        max: usize,
+    ) -> CoreResult<ReadResult> {
+        self.check(Access::Read, queue)?;
+        let q = self.queue(queue)?;
+        if partition >= q.def.partitions {
+            return Err(CoreError::Invalid(format!(
+                "queue '{queue}' has no partition {partition}"
+            )));
+        }
+        let b = self.broker.store.read(q.key(partition), offset, max)?;
+        let messages = b
+            .messages
+            .into_iter()
+            .filter_map(|m| {
+                let meta = super::message::StoredMeta::decode(&m.record.properties)?;
+                Some(StoredMessage {
+                    offset: m.queue_offset,
+                    store_ts: m.record.store_ts,
+                    exchange: meta.exchange,
+                    routing_key: meta.routing_key,
+                    message: Message {
+                        properties: meta.properties,
+                        body: m.record.body,
+                    },
+                })
+            })
+            .collect();
+        Ok(ReadResult {
+            messages,
+            next_offset: b.next_offset,
+            min_offset: b.min_offset,
+            end_offset: b.end_offset,
+        })
+    }
+
+    /// The first offset of a partition stored at or after `time_ms`.
+    ///
+    /// # Errors
+    /// As [`Session::read`].
+    pub fn offset_for_time(&self, queue: &str, partition: u16, time_ms: i64) -> CoreResult<u64> {
+        self.check(Access::Read, queue)?;
+        let q = self.queue(queue)?;
+        Ok(self.broker.store.offset_for_time(q.key(partition), time_ms))
+    }
+
     /// The next event for this session. Cancel-safe: use it in `select!`.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
         let ev = self.events_rx.recv().await?;
+        Some(self.track(ev))
+    }
+
+    fn track(&mut self, ev: SessionEvent) -> SessionEvent {
         if let SessionEvent::Delivery(d) = &ev {
             let no_ack = self.consumers.get(&d.consumer).is_some_and(|c| c.no_ack);
             if !no_ack {
@@ -583,7 +677,7 @@ impl Session {
         if let SessionEvent::Cancelled { consumer, .. } = &ev {
             self.consumers.remove(consumer);
         }
-        Some(ev)
+        ev
     }
 
     /// Closes the session: consumers stop, unacked deliveries are redelivered (with the

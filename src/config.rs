@@ -1,0 +1,324 @@
+//! `conf/junction.toml` -> typed [`Config`], with `JUNCTION_*` environment overrides.
+//!
+//! Every key has a default (the values in `conf/junction.toml`); unknown keys are an error, so
+//! a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory (store, metadata, consumer offsets).
+    pub data_dir: PathBuf,
+    /// How long shutdown waits for connections to close before it closes the store anyway.
+    pub shutdown_timeout_ms: u64,
+    /// The store.
+    pub store: StoreSection,
+    /// The native protocol listener.
+    pub native: ListenerSection,
+    /// The user created on first start (full permissions on `/`, loopback only).
+    pub default_user: DefaultUser,
+    /// Connection limits.
+    pub limits: Limits,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `"sync"` (group commit: confirm after fsync) or `"async"` (periodic flush).
+    pub flush: String,
+    /// Async mode: flush interval.
+    pub flush_interval_ms: u64,
+    /// Sync mode: longest wait for a group-commit batch to fill.
+    pub group_commit_linger_us: u64,
+    /// Checkpoint / retention / disk-check interval.
+    pub checkpoint_interval_ms: u64,
+    /// CommitLog segment size in bytes.
+    pub segment_size: u64,
+    /// Largest record in bytes.
+    pub max_record_size: u64,
+    /// Fault in new segments' pages before use.
+    pub preload: bool,
+    /// Appends are refused while free disk space is below this many bytes.
+    pub disk_low_watermark: u64,
+    /// Remove segments older than this many seconds even if unconsumed (0 = never).
+    pub retention_max_age_s: u64,
+    /// Remove the oldest segments while the CommitLog is larger than this (0 = never).
+    pub retention_max_bytes: u64,
+}
+
+/// A listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// `[default_user]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultUser {
+    /// Name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame a client may send, in bytes.
+    pub max_frame: u32,
+    /// Most client connections at once (all listeners).
+    pub max_connections: usize,
+    /// Most bytes queued for one connection's socket before the broker stops reading from it.
+    pub max_outbound_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            shutdown_timeout_ms: 5000,
+            store: StoreSection::default(),
+            native: ListenerSection::default(),
+            default_user: DefaultUser::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            flush: "async".into(),
+            flush_interval_ms: 500,
+            group_commit_linger_us: 500,
+            checkpoint_interval_ms: 1000,
+            segment_size: 1 << 30,
+            max_record_size: 4 << 20,
+            preload: true,
+            disk_low_watermark: 512 << 20,
+            retention_max_age_s: 0,
+            retention_max_bytes: 0,
+        }
+    }
+}
+
+impl Default for ListenerSection {
+    /// The native listener's defaults (the only listener so far).
+    fn default() -> Self {
+        ListenerSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5680)),
+        }
+    }
+}
+
+impl Default for DefaultUser {
+    fn default() -> Self {
+        DefaultUser {
+            name: "guest".into(),
+            password: "guest".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: 16 << 20,
+            max_connections: 10_000,
+            max_outbound_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid (syntax, unknown key, wrong type).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment override is not valid.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads `path` (or the defaults if `None`), then applies `JUNCTION_*` overrides from `env`.
+    ///
+    /// An override names a key as `JUNCTION_<SECTION>_<KEY>` or `JUNCTION_<KEY>` for top-level
+    /// keys, e.g. `JUNCTION_STORE_FLUSH=sync`, `JUNCTION_NATIVE_LISTEN=0.0.0.0:5680`,
+    /// `JUNCTION_DATA_DIR=/var/lib/junction`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or variable and what is wrong with it.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, path) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                let t: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.into(),
+                    message: e.to_string(),
+                })?;
+                (t, p.to_path_buf())
+            }
+            None => (toml::Table::new(), PathBuf::from("<defaults>")),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("JUNCTION_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let parsed: toml::Value = value
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+                .unwrap_or_else(|_| toml::Value::String(value.clone()));
+            let sections = ["store", "native", "default_user", "limits"];
+            let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
+            match section {
+                Some(s) => {
+                    let key = rest[s.len() + 1..].to_string();
+                    let entry = table
+                        .entry(s.to_string())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    match entry {
+                        toml::Value::Table(t) => {
+                            t.insert(key, parsed);
+                        }
+                        _ => {
+                            return Err(ConfigError::Env {
+                                name,
+                                message: format!("[{s}] is not a table"),
+                            })
+                        }
+                    }
+                }
+                None => {
+                    table.insert(rest, parsed);
+                }
+            }
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        if cfg.store.flush != "sync" && cfg.store.flush != "async" {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "store.flush must be \"sync\" or \"async\", not {:?}",
+                    cfg.store.flush
+                ),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The store configuration for `dir`.
+    pub fn store_config(&self, dir: &Path) -> junction_store::StoreConfig {
+        let s = &self.store;
+        let mut c = junction_store::StoreConfig::new(dir);
+        c.flush = if s.flush == "sync" {
+            junction_store::FlushMode::Sync
+        } else {
+            junction_store::FlushMode::Async
+        };
+        c.flush_interval = Duration::from_millis(s.flush_interval_ms.max(1));
+        c.group_commit_linger = Duration::from_micros(s.group_commit_linger_us);
+        c.checkpoint_interval = Duration::from_millis(s.checkpoint_interval_ms.max(1));
+        c.segment_size = s.segment_size;
+        c.max_record_size = s.max_record_size;
+        c.preload = s.preload;
+        c.disk_low_watermark = s.disk_low_watermark;
+        c.retention.max_age =
+            (s.retention_max_age_s > 0).then(|| Duration::from_secs(s.retention_max_age_s));
+        c.retention.max_bytes = (s.retention_max_bytes > 0).then_some(s.retention_max_bytes);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/junction.toml");
+        assert_eq!(Config::load(Some(&path), []).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[store]\nflsuh = \"sync\"\n").unwrap();
+        let e = Config::load(Some(&p), []).unwrap_err().to_string();
+        assert!(e.contains("flsuh"), "{e}");
+        std::fs::write(&p, "[store]\nflush = \"sometimes\"\n").unwrap();
+        assert!(Config::load(Some(&p), []).is_err());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = Config::load(
+            None,
+            [
+                ("JUNCTION_STORE_FLUSH".to_string(), "sync".to_string()),
+                (
+                    "JUNCTION_NATIVE_LISTEN".to_string(),
+                    "127.0.0.1:7000".to_string(),
+                ),
+                ("JUNCTION_DATA_DIR".to_string(), "/tmp/x".to_string()),
+                (
+                    "JUNCTION_LIMITS_MAX_CONNECTIONS".to_string(),
+                    "7".to_string(),
+                ),
+                ("OTHER".to_string(), "ignored".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.store.flush, "sync");
+        assert_eq!(c.native.listen.port(), 7000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.limits.max_connections, 7);
+    }
+}

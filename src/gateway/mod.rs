@@ -1,0 +1,4 @@
+//! One module per protocol: each maps a protocol session onto a [`crate::core::Session`] and
+//! keeps no queues, routing or messages of its own.
+
+pub mod native;

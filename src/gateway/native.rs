@@ -1,0 +1,756 @@
+//! The native protocol gateway: one task per connection.
+//!
+//! The loop `select!`s over the socket, the session's events, the heartbeat timer and shutdown.
+//! Frames read in one go are all handled before one write of every response; deliveries ready at
+//! the same moment are written together. A publish with `confirm` is answered once the core
+//! confirms it (stored under the flush policy), in publish order.
+//!
+//! Bad input gets an `Error` frame with the protocol's code (request id 0 for a broken frame,
+//! which then closes the connection), is logged once, and never affects other connections.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use junction_native as wire;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use wire::{Body, ErrorCode, Frame};
+
+use crate::core::{
+    BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Message,
+    Properties, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
+};
+
+/// Connection settings the gateway needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest frame accepted from a client.
+    pub max_frame: u32,
+    /// Heartbeat the server proposes (the smaller non-zero of the two sides wins).
+    pub heartbeat: Duration,
+    /// Time allowed between accept and a valid Hello.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            heartbeat: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Maps a core error onto the native error code.
+pub fn error_code(e: &CoreError) -> ErrorCode {
+    match e {
+        CoreError::NotFound { .. } => ErrorCode::NotFound,
+        CoreError::AccessRefused(_) => ErrorCode::AccessRefused,
+        CoreError::PreconditionFailed(_) | CoreError::Invalid(_) => ErrorCode::PreconditionFailed,
+        CoreError::ResourceLocked(_) => ErrorCode::ResourceLocked,
+        CoreError::ResourceLimit(_) | CoreError::Blocked(_) => ErrorCode::ResourceError,
+        CoreError::ShuttingDown => ErrorCode::ConnectionForced,
+        CoreError::Store(_) | CoreError::Io(_) => ErrorCode::InternalError,
+    }
+}
+
+fn props_in(p: wire::Properties) -> Properties {
+    Properties {
+        message_id: p.message_id,
+        correlation_id: p.correlation_id,
+        reply_to: p.reply_to,
+        content_type: p.content_type,
+        content_encoding: p.content_encoding,
+        timestamp_ms: p.timestamp_ms,
+        ttl_ms: p.ttl_ms,
+        priority: p.priority,
+        persistent: p.persistent,
+        user_id: p.user_id,
+        keys: p.keys,
+        tag: p.tag,
+        sharding_key: p.sharding_key,
+        headers: p
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, Value::Bytes(v)))
+            .collect(),
+    }
+}
+
+fn value_bytes(v: &Value) -> Bytes {
+    match v {
+        Value::Bytes(b) => b.clone(),
+        Value::Str(s) => Bytes::copy_from_slice(s.as_bytes()),
+        Value::Null => Bytes::new(),
+        other => Bytes::from(other.as_str_lossy().unwrap_or_else(|| format!("{other:?}"))),
+    }
+}
+
+fn props_out(p: &Properties) -> wire::Properties {
+    wire::Properties {
+        message_id: p.message_id.clone(),
+        correlation_id: p.correlation_id.clone(),
+        reply_to: p.reply_to.clone(),
+        content_type: p.content_type.clone(),
+        content_encoding: p.content_encoding.clone(),
+        timestamp_ms: p.timestamp_ms,
+        ttl_ms: p.ttl_ms,
+        priority: p.priority,
+        persistent: p.persistent,
+        user_id: p.user_id.clone(),
+        keys: p.keys.clone(),
+        tag: p.tag.clone(),
+        sharding_key: p.sharding_key.clone(),
+        deliver_at_ms: None,
+        headers: p
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), value_bytes(v)))
+            .collect(),
+    }
+}
+
+fn args_in(m: wire::Map) -> Vec<(String, Value)> {
+    m.into_iter()
+        .map(|(k, v)| {
+            // Arguments are sent as text; numbers become numbers, so `x-message-ttl: "500"` works.
+            let val = match std::str::from_utf8(&v) {
+                Ok(s) => s
+                    .parse::<i64>()
+                    .map(Value::I64)
+                    .unwrap_or_else(|_| Value::Str(s.to_string())),
+                Err(_) => Value::Bytes(v),
+            };
+            (k, val)
+        })
+        .collect()
+}
+
+fn kind_in(k: wire::ExchangeKind) -> ExchangeKind {
+    match k {
+        wire::ExchangeKind::Direct => ExchangeKind::Direct,
+        wire::ExchangeKind::Fanout => ExchangeKind::Fanout,
+        wire::ExchangeKind::Topic => ExchangeKind::Topic,
+        wire::ExchangeKind::Headers => ExchangeKind::Headers,
+    }
+}
+
+fn start_in(s: wire::StartPosition) -> StartFrom {
+    match s {
+        wire::StartPosition::Committed => StartFrom::Committed,
+        wire::StartPosition::Earliest => StartFrom::Earliest,
+        wire::StartPosition::Latest => StartFrom::Latest,
+        wire::StartPosition::Offset(o) => StartFrom::Offset(o),
+        wire::StartPosition::Time(t) => StartFrom::Time(t),
+    }
+}
+
+/// A publish waiting for its confirm.
+enum Pending {
+    One {
+        seq: u64,
+        request_id: u32,
+        routes: Vec<wire::Route>,
+    },
+    Batch {
+        seq: u64,
+        request_id: u32,
+        routes: Vec<Vec<wire::Route>>,
+    },
+}
+
+impl Pending {
+    fn seq(&self) -> u64 {
+        match self {
+            Pending::One { seq, .. } | Pending::Batch { seq, .. } => *seq,
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: wire::Decoder,
+    max_frame_out: u32,
+}
+
+impl Conn {
+    fn push(&mut self, request_id: u32, body: impl Into<Body>) {
+        let f = Frame::new(request_id, body);
+        if let Err(e) = wire::encode_with_max(&f, self.max_frame_out, &mut self.wbuf) {
+            tracing::warn!(peer = %self.peer, error = %e, "response too large to encode; sent an error instead");
+            let err = Frame::new(
+                request_id,
+                wire::ErrorResponse {
+                    code: ErrorCode::ContentTooLarge,
+                    message: e.to_string(),
+                },
+            );
+            let _ = wire::encode(&err, &mut self.wbuf);
+        }
+    }
+
+    fn error(&mut self, request_id: u32, code: ErrorCode, message: impl Into<String>) {
+        self.push(
+            request_id,
+            wire::ErrorResponse {
+                code,
+                message: message.into(),
+            },
+        );
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Serves one native-protocol connection until it closes or `shutdown` fires.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Broker,
+    shutdown: CancellationToken,
+    settings: Settings,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        stream,
+        peer,
+        rbuf: BytesMut::with_capacity(16 << 10),
+        wbuf: BytesMut::with_capacity(16 << 10),
+        // Hello must fit the minimum frame size: nothing bigger is buffered before login.
+        decoder: wire::Decoder::new(wire::MIN_MAX_FRAME),
+        max_frame_out: wire::MIN_MAX_FRAME,
+    };
+    let Some((session, heartbeat)) = handshake(&mut conn, &broker, &settings).await else {
+        return;
+    };
+    let span = tracing::info_span!("conn", protocol = "native", peer = %peer, user = %session.info().user, session = session.id());
+    let _g = span.enter();
+    tracing::debug!("session open");
+    let mut c = Connection {
+        conn,
+        session,
+        pending: VecDeque::new(),
+        consumers: HashMap::new(),
+        by_tag: HashMap::new(),
+        next_consumer: 1,
+    };
+    c.conn.decoder = wire::Decoder::new(settings.max_frame);
+    c.run(heartbeat, shutdown).await;
+    c.session.close().await;
+}
+
+async fn handshake(
+    conn: &mut Conn,
+    broker: &Broker,
+    settings: &Settings,
+) -> Option<(Session, Duration)> {
+    let frame = match tokio::time::timeout(settings.handshake_timeout, read_frame(conn)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::info!(peer = %conn.peer, error = %e, "bad frame before login");
+            conn.error(0, e.code(), e.to_string());
+            let _ = conn.flush().await;
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(peer = %conn.peer, "no Hello within the handshake timeout");
+            return None;
+        }
+    };
+    let Body::Hello(h) = frame.body else {
+        conn.error(
+            frame.request_id,
+            ErrorCode::CommandInvalid,
+            "the first frame must be Hello",
+        );
+        let _ = conn.flush().await;
+        return None;
+    };
+    match broker.connect(
+        &h.username,
+        &h.password,
+        &h.vhost,
+        Some(conn.peer),
+        "native",
+        &h.client_id,
+    ) {
+        Ok(session) => {
+            let hb = match (h.heartbeat_ms, settings.heartbeat.as_millis() as u32) {
+                (0, _) | (_, 0) => 0,
+                (a, b) => a.min(b),
+            };
+            conn.max_frame_out = wire::negotiate_max_frame(h.max_frame, settings.max_frame);
+            conn.push(
+                frame.request_id,
+                wire::Welcome {
+                    server: "junction".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    session_id: session.id(),
+                    heartbeat_ms: hb,
+                    max_frame: conn.max_frame_out,
+                },
+            );
+            conn.flush().await.ok()?;
+            Some((session, Duration::from_millis(u64::from(hb))))
+        }
+        Err(e) => {
+            conn.error(frame.request_id, error_code(&e), e.to_string());
+            let _ = conn.flush().await;
+            None
+        }
+    }
+}
+
+/// Reads until one frame is decoded (`None` on a clean EOF).
+async fn read_frame(conn: &mut Conn) -> Result<Option<Frame>, wire::DecodeError> {
+    loop {
+        if let Some(f) = conn.decoder.decode(&mut conn.rbuf)? {
+            return Ok(Some(f));
+        }
+        match conn.stream.read_buf(&mut conn.rbuf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+struct Connection {
+    conn: Conn,
+    session: Session,
+    pending: VecDeque<Pending>,
+    /// Native consumer id -> core consumer tag.
+    consumers: HashMap<u32, String>,
+    by_tag: HashMap<String, u32>,
+    next_consumer: u32,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    async fn run(&mut self, heartbeat: Duration, shutdown: CancellationToken) {
+        let hb = if heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            heartbeat
+        };
+        let mut tick = tokio::time::interval(hb);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_read = tokio::time::Instant::now();
+        let mut last_write = tokio::time::Instant::now();
+        loop {
+            let flow = tokio::select! {
+                r = self.conn.stream.read_buf(&mut self.conn.rbuf) => match r {
+                    Ok(0) | Err(_) => Flow::Close,
+                    Ok(_) => {
+                        last_read = tokio::time::Instant::now();
+                        self.on_input().await
+                    }
+                },
+                ev = self.session.next_event() => match ev {
+                    Some(ev) => {
+                        self.on_event(ev);
+                        while let Some(ev) = self.session.try_next_event() {
+                            self.on_event(ev);
+                            if self.conn.wbuf.len() > 256 << 10 {
+                                break;
+                            }
+                        }
+                        Flow::Continue
+                    }
+                    None => Flow::Close,
+                },
+                _ = tick.tick() => {
+                    if !heartbeat.is_zero() {
+                        if last_read.elapsed() > heartbeat * 2 {
+                            tracing::info!("heartbeat timeout: closing");
+                            self.conn.error(0, ErrorCode::ConnectionForced, "missed heartbeats");
+                            let _ = self.conn.flush().await;
+                            return;
+                        }
+                        if last_write.elapsed() >= heartbeat {
+                            self.conn.push(0, Body::Heartbeat);
+                        }
+                    }
+                    Flow::Continue
+                },
+                _ = shutdown.cancelled() => {
+                    self.conn.push(0, wire::Close { code: ErrorCode::ConnectionForced.code(), reason: "broker shutting down".into() });
+                    let _ = self.conn.flush().await;
+                    return;
+                }
+            };
+            if !self.conn.wbuf.is_empty() {
+                if self.conn.flush().await.is_err() {
+                    return;
+                }
+                last_write = tokio::time::Instant::now();
+            }
+            if let Flow::Close = flow {
+                return;
+            }
+        }
+    }
+
+    /// Handles every complete frame in the read buffer.
+    async fn on_input(&mut self) -> Flow {
+        loop {
+            match self.conn.decoder.decode(&mut self.conn.rbuf) {
+                Ok(Some(f)) => {
+                    if let Flow::Close = self.on_frame(f).await {
+                        return Flow::Close;
+                    }
+                }
+                Ok(None) => return Flow::Continue,
+                Err(e) => {
+                    tracing::info!(error = %e, "malformed frame: closing the connection");
+                    self.conn.error(0, e.code(), e.to_string());
+                    return Flow::Close;
+                }
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, f: Frame) -> Flow {
+        let id = f.request_id;
+        let r: Result<Option<Body>, CoreError> = match f.body {
+            Body::Heartbeat => Ok(None),
+            Body::Close(_) => {
+                self.conn.push(id, Body::CloseOk);
+                return Flow::Close;
+            }
+            Body::CloseOk => return Flow::Close,
+            Body::DeclareExchange(d) => self
+                .session
+                .declare_exchange(ExchangeDecl {
+                    name: d.name,
+                    kind: kind_in(d.kind),
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    passive: d.passive,
+                    args: args_in(d.args),
+                })
+                .map(|()| Some(Body::Ok)),
+            Body::DeleteExchange(d) => self
+                .session
+                .delete_exchange(&d.name, d.if_unused)
+                .map(|()| Some(Body::Ok)),
+            Body::DeclareQueue(d) => self
+                .session
+                .declare_queue(QueueDecl {
+                    name: d.name,
+                    partitions: d.partitions,
+                    durable: d.durable,
+                    exclusive: d.exclusive,
+                    auto_delete: d.auto_delete,
+                    passive: d.passive,
+                    args: args_in(d.args),
+                })
+                .await
+                .map(|q| {
+                    Some(Body::QueueDeclared(wire::QueueDeclared {
+                        name: q.name,
+                        partitions: q.partitions,
+                        messages: q.messages,
+                        consumers: q.consumers,
+                    }))
+                }),
+            Body::DeleteQueue(d) => self
+                .session
+                .delete_queue(&d.name, d.if_unused, d.if_empty)
+                .await
+                .map(|n| Some(Body::Deleted(wire::Deleted { messages: n }))),
+            Body::PurgeQueue(d) => self
+                .session
+                .purge_queue(&d.name)
+                .await
+                .map(|n| Some(Body::Deleted(wire::Deleted { messages: n }))),
+            Body::Bind(b) => self.session.bind(binding_in(b)).map(|()| Some(Body::Ok)),
+            Body::Unbind(b) => self.session.unbind(binding_in(b)).map(|()| Some(Body::Ok)),
+            Body::Publish(p) => self.publish(id, p),
+            Body::PublishBatch(b) => self.publish_batch(id, b),
+            Body::Subscribe(s) => self.subscribe(s).await,
+            Body::Unsubscribe(u) => match self.consumers.remove(&u.consumer_id) {
+                Some(tag) => {
+                    self.by_tag.remove(&tag);
+                    self.session.cancel(&tag).map(|()| Some(Body::Ok))
+                }
+                None => Err(CoreError::NotFound {
+                    kind: "consumer",
+                    name: u.consumer_id.to_string(),
+                }),
+            },
+            Body::Ack(a) => self.settle(&a.delivery_ids, Settle::Ack),
+            Body::Nack(n) => self.settle(
+                &n.delivery_ids,
+                if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            ),
+            Body::SetPrefetch(p) => match self.consumers.get(&p.consumer_id) {
+                Some(tag) => self
+                    .session
+                    .set_prefetch(tag, p.prefetch)
+                    .map(|()| Some(Body::Ok)),
+                None => Err(CoreError::NotFound {
+                    kind: "consumer",
+                    name: p.consumer_id.to_string(),
+                }),
+            },
+            Body::Pull(p) => self
+                .session
+                .read(&p.queue, p.partition, p.offset, p.max as usize)
+                .map(|r| {
+                    Some(Body::Pulled(wire::Pulled {
+                        messages: r
+                            .messages
+                            .into_iter()
+                            .map(|m| wire::PulledMessage {
+                                offset: m.offset,
+                                store_ts: m.store_ts,
+                                properties: props_out(&m.message.properties),
+                                body: m.message.body,
+                            })
+                            .collect(),
+                        next_offset: r.next_offset,
+                        min_offset: r.min_offset,
+                        end_offset: r.end_offset,
+                    }))
+                }),
+            Body::QueryOffset(q) => self
+                .session
+                .offset_for_time(&q.queue, q.partition, q.time_ms)
+                .map(|o| Some(Body::Offset(wire::Offset { offset: o }))),
+            other => {
+                tracing::info!(opcode = ?other.opcode(), "server-only frame from a client: closing");
+                self.conn.error(
+                    0,
+                    ErrorCode::CommandInvalid,
+                    format!("{:?} is not a client frame", other.opcode()),
+                );
+                return Flow::Close;
+            }
+        };
+        match r {
+            Ok(Some(body)) => self.conn.push(id, body),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "request failed");
+                self.conn.error(id, error_code(&e), e.to_string());
+            }
+        }
+        Flow::Continue
+    }
+
+    fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
+        let msg = Message {
+            properties: props_in(p.properties),
+            body: p.body,
+        };
+        let published = self.session.publish(&p.exchange, &p.routing_key, &msg)?;
+        if published.routed.is_empty() && p.mandatory {
+            return Ok(Some(Body::Returned(wire::Returned {
+                reply_code: ErrorCode::NoRoute.code(),
+                reply_text: "NO_ROUTE".into(),
+            })));
+        }
+        if p.confirm {
+            let routes = published
+                .routed
+                .into_iter()
+                .map(|r| wire::Route {
+                    queue: r.queue,
+                    partition: r.partition,
+                    offset: r.offset,
+                })
+                .collect();
+            self.pending.push_back(Pending::One {
+                seq: published.seq,
+                request_id: id,
+                routes,
+            });
+        }
+        Ok(None)
+    }
+
+    fn publish_batch(&mut self, id: u32, b: wire::PublishBatch) -> Result<Option<Body>, CoreError> {
+        let mut routes = Vec::with_capacity(b.messages.len());
+        let mut last = 0;
+        for m in b.messages {
+            let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
+            let msg = Message {
+                properties: props_in(m.properties),
+                body: m.body,
+            };
+            let p = self.session.publish(&b.exchange, rk, &msg)?;
+            last = p.seq;
+            routes.push(
+                p.routed
+                    .into_iter()
+                    .map(|r| wire::Route {
+                        queue: r.queue,
+                        partition: r.partition,
+                        offset: r.offset,
+                    })
+                    .collect(),
+            );
+        }
+        if last == 0 {
+            return Ok(Some(Body::PublishedBatch(wire::PublishedBatch {
+                results: routes,
+            })));
+        }
+        self.pending.push_back(Pending::Batch {
+            seq: last,
+            request_id: id,
+            routes,
+        });
+        Ok(None)
+    }
+
+    async fn subscribe(&mut self, s: wire::Subscribe) -> Result<Option<Body>, CoreError> {
+        let cid = self.next_consumer;
+        self.next_consumer += 1;
+        let tag = format!("native-{cid}");
+        let (_, partitions) = self
+            .session
+            .consume(ConsumeSpec {
+                queue: s.queue,
+                group: s.group,
+                prefetch: s.prefetch,
+                no_ack: s.no_ack,
+                start: start_in(s.start),
+                exclusive_partitions: s.exclusive_partitions,
+                tag: tag.clone(),
+            })
+            .await?;
+        self.consumers.insert(cid, tag.clone());
+        self.by_tag.insert(tag, cid);
+        Ok(Some(Body::Subscribed(wire::Subscribed {
+            consumer_id: cid,
+            partitions,
+        })))
+    }
+
+    fn settle(&mut self, ids: &[u64], how: Settle) -> Result<Option<Body>, CoreError> {
+        for d in ids {
+            self.session.settle(*d, how)?;
+        }
+        Ok(None)
+    }
+
+    fn on_event(&mut self, ev: SessionEvent) {
+        match ev {
+            SessionEvent::Delivery(d) => self.deliver(*d),
+            SessionEvent::Confirmed { up_to } => {
+                while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
+                    match self.pending.pop_front() {
+                        Some(Pending::One {
+                            request_id, routes, ..
+                        }) => self
+                            .conn
+                            .push(request_id, wire::Published { results: routes }),
+                        Some(Pending::Batch {
+                            request_id, routes, ..
+                        }) => self
+                            .conn
+                            .push(request_id, wire::PublishedBatch { results: routes }),
+                        None => break,
+                    }
+                }
+            }
+            SessionEvent::ConfirmFailed { up_to } => {
+                while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
+                    if let Some(
+                        Pending::One { request_id, .. } | Pending::Batch { request_id, .. },
+                    ) = self.pending.pop_front()
+                    {
+                        self.conn.error(
+                            request_id,
+                            ErrorCode::InternalError,
+                            "the store could not persist the message",
+                        );
+                    }
+                }
+            }
+            SessionEvent::Assignment {
+                consumer,
+                partitions,
+            } => {
+                if let Some(&cid) = self.by_tag.get(&*consumer) {
+                    self.conn.push(
+                        0,
+                        wire::Assignment {
+                            consumer_id: cid,
+                            partitions,
+                        },
+                    );
+                }
+            }
+            SessionEvent::Cancelled { consumer, reason } => {
+                if let Some(cid) = self.by_tag.remove(&*consumer) {
+                    self.consumers.remove(&cid);
+                    self.conn.push(
+                        0,
+                        wire::Cancelled {
+                            consumer_id: cid,
+                            reason,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let Some(&cid) = self.by_tag.get(&*d.consumer) else {
+            return;
+        };
+        self.conn.push(
+            0,
+            wire::Deliver {
+                consumer_id: cid,
+                delivery_id: d.id,
+                queue: d.queue,
+                partition: d.partition,
+                offset: d.offset,
+                redelivered: d.redelivered,
+                delivery_count: d.delivery_count,
+                store_ts: d.store_ts,
+                exchange: d.exchange,
+                routing_key: d.routing_key,
+                properties: props_out(&d.message.properties),
+                body: d.message.body,
+            },
+        );
+    }
+}
+
+fn binding_in(b: wire::Binding) -> BindingDecl {
+    BindingDecl {
+        exchange: b.exchange,
+        destination: b.destination,
+        destination_is_exchange: b.destination_is_exchange,
+        routing_key: b.routing_key,
+        args: args_in(b.args),
+    }
+}

@@ -1,0 +1,184 @@
+//! Test harness: the real `junction` binary on port 0 with a temporary data directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use junction_native as wire;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A running broker process.
+pub struct TestBroker {
+    child: Option<Child>,
+    /// Native listener address.
+    pub native: SocketAddr,
+    /// Data directory.
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    logs: Arc<Mutex<String>>,
+}
+
+impl TestBroker {
+    /// A broker on a fresh temporary directory.
+    pub fn start() -> TestBroker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = TestBroker::start_in(tmp.path(), &[]);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// A broker on `dir` (kept after it stops), with extra `JUNCTION_*` settings.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestBroker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
+        cmd.args(["serve", "--native-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
+            .env("JUNCTION_STORE_PRELOAD", "false")
+            .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn junction");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l2 = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push_str(&line);
+                l2.lock().unwrap().push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("junction: native listening on ") {
+                    let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+                }
+            }
+        });
+        let native = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("broker did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        TestBroker {
+            child: Some(child),
+            native,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            logs,
+        }
+    }
+
+    /// Everything the broker logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("broker did not stop; logs:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- broker logs ----\n{}", self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// A bare native-protocol connection, for tests of the wire itself.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: wire::Decoder,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+            decoder: wire::Decoder::new(wire::DEFAULT_MAX_FRAME),
+        }
+    }
+
+    pub async fn send(&mut self, f: wire::Frame) {
+        self.stream.write_all(&f.to_bytes().unwrap()).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, b: &[u8]) {
+        self.stream.write_all(b).await.unwrap();
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<wire::Frame> {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(f) = self.decoder.decode(&mut self.buf).unwrap() {
+                    return Some(f);
+                }
+                if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("no frame within 30 s")
+    }
+
+    pub async fn hello(&mut self, user: &str, password: &str) -> wire::Frame {
+        self.send(wire::Frame::new(
+            1,
+            wire::Hello {
+                client_id: "raw".into(),
+                username: user.into(),
+                password: password.into(),
+                vhost: "/".into(),
+                heartbeat_ms: 0,
+                max_frame: 0,
+            },
+        ))
+        .await;
+        self.recv().await.expect("an answer to Hello")
+    }
+}
