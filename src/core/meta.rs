@@ -80,6 +80,9 @@ pub struct QueueArgs {
     pub expires_ms: Option<u64>,
     /// `x-max-length`: most ready messages.
     pub max_length: Option<u64>,
+    /// `x-max-length-bytes`: most bytes of ready message bodies.
+    #[serde(default)]
+    pub max_length_bytes: Option<u64>,
     /// `x-overflow`.
     pub overflow: Overflow,
     /// `x-dead-letter-exchange`.
@@ -122,6 +125,7 @@ impl QueueArgs {
                     q.expires_ms = Some(n);
                 }
                 "x-max-length" => q.max_length = Some(num()?),
+                "x-max-length-bytes" => q.max_length_bytes = Some(num()?),
                 "x-overflow" => {
                     q.overflow = match text()?.as_str() {
                         "drop-head" => Overflow::DropHead,

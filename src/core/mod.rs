@@ -598,13 +598,22 @@ impl BrokerInner {
         if queues.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        for q in &queues {
-            if let (Some(max), Overflow::RejectPublish) =
-                (q.def.args.max_length, q.def.args.overflow)
-            {
+        for q in queues
+            .iter()
+            .filter(|q| q.def.args.overflow == Overflow::RejectPublish)
+        {
+            if let Some(max) = q.def.args.max_length {
                 if q.ready(&self.store) >= max {
                     return Err(CoreError::ResourceLimit(format!(
                         "queue '{}' is full (x-max-length {max})",
+                        q.name
+                    )));
+                }
+            }
+            if let Some(max) = q.def.args.max_length_bytes {
+                if q.ready_bytes.load(Ordering::Acquire) + msg.body.len() as u64 > max {
+                    return Err(CoreError::ResourceLimit(format!(
+                        "queue '{}' is full (x-max-length-bytes {max})",
                         q.name
                     )));
                 }

@@ -144,6 +144,8 @@ pub struct QueueHandle {
     /// Messages the default group has taken off "ready" (delivered at least once, or dropped),
     /// net of requeues. Publishers compute ready = stored - taken, which only errs high.
     taken: AtomicU64,
+    /// Ready bytes of the default group as of the actor's last pass (reject-publish by bytes).
+    pub(crate) ready_bytes: AtomicU64,
     pub(crate) deleted: AtomicBool,
 }
 
@@ -878,16 +880,27 @@ impl Actor {
 
     /// Max-length with drop-head: the oldest ready messages go (dead-lettered if configured).
     fn enforce_limits(&mut self) {
-        let Some(max) = self.q.def.args.max_length else {
+        let (max_len, max_bytes) = (self.q.def.args.max_length, self.q.def.args.max_length_bytes);
+        if max_len.is_none() && max_bytes.is_none() {
             return;
-        };
+        }
         if self.q.def.args.overflow != Overflow::DropHead {
+            if max_bytes.is_some() {
+                self.q
+                    .ready_bytes
+                    .store(self.ready_bytes_of(""), Ordering::Release);
+            }
             return;
         }
         let names: Vec<String> = self.groups.keys().cloned().collect();
         for name in names {
             let mut ready = self.ready_of(&name);
-            while ready > max {
+            let mut bytes = if max_bytes.is_some() {
+                self.ready_bytes_of(&name)
+            } else {
+                0
+            };
+            while max_len.is_some_and(|m| ready > m) || max_bytes.is_some_and(|m| bytes > m) {
                 let Some((pi, off)) = self.groups.get(&name).and_then(|g| {
                     g.parts
                         .iter()
@@ -906,6 +919,12 @@ impl Actor {
                     cur.buffer.retain(|m| m.queue_offset > off);
                 }
                 cur.settle(off);
+                if max_bytes.is_some() {
+                    let size = self
+                        .read_one(key, off)
+                        .map_or(0, |m| m.record.body.len() as u64);
+                    bytes = bytes.saturating_sub(size);
+                }
                 if name.is_empty() {
                     self.dead_letter(key, off, "maxlen");
                 }
@@ -913,6 +932,35 @@ impl Actor {
                 self.dirty = true;
             }
         }
+    }
+
+    /// Bytes of ready message bodies in `group` (a scan of the ready part of the log; only
+    /// queues with `x-max-length-bytes` pay for it).
+    fn ready_bytes_of(&self, group: &str) -> u64 {
+        let Some(g) = self.groups.get(group) else {
+            return 0;
+        };
+        let mut total = 0;
+        for c in &g.parts {
+            for off in c.redeliver.keys() {
+                total += self
+                    .read_one(c.key, *off)
+                    .map_or(0, |m| m.record.body.len() as u64);
+            }
+            let mut from = c.next_read;
+            while let Ok(b) = self.store.read(c.key, from, 1024) {
+                if b.messages.is_empty() {
+                    break;
+                }
+                total += b
+                    .messages
+                    .iter()
+                    .map(|m| m.record.body.len() as u64)
+                    .sum::<u64>();
+                from = b.next_offset;
+            }
+        }
+        total
     }
 
     /// Expired messages at the head of each group's partitions are removed (dead-lettered for
@@ -1146,6 +1194,7 @@ pub(crate) fn new_handle(
         wake: Notify::new(),
         rr: AtomicU32::new(0),
         taken: AtomicU64::new(u64::MAX),
+        ready_bytes: AtomicU64::new(0),
         deleted: AtomicBool::new(false),
     };
     (Arc::new(h), rx)

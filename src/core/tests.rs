@@ -253,6 +253,28 @@ async fn max_length_drop_head_and_reject_publish() {
     .collect();
     assert_eq!(got, vec!["7", "8", "9"]);
 
+    // By bytes: 10 bodies of 100 bytes with room for 350: the newest three stay.
+    s.declare_queue(QueueDecl {
+        args: vec![("x-max-length-bytes".into(), Value::I64(350))],
+        ..qdecl("bytes")
+    })
+    .await
+    .unwrap();
+    for i in 0..10u8 {
+        s.publish("", "bytes", &Message::new(vec![b'0' + i; 100]))
+            .unwrap();
+    }
+    let mut cb = b
+        .connect("guest", "guest", "/", None, "test", "cb")
+        .unwrap();
+    cb.consume(spec("bytes")).await.unwrap();
+    for want in [b'7', b'8', b'9'] {
+        let d = next_delivery(&mut cb).await;
+        assert_eq!(d.message.body[0], want);
+        cb.settle(d.id, Settle::Ack).unwrap();
+    }
+    no_delivery(&mut cb, Duration::from_millis(200)).await;
+
     s.declare_queue(QueueDecl {
         args: vec![
             ("x-max-length".into(), Value::I64(2)),
