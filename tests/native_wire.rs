@@ -139,3 +139,96 @@ async fn sigterm_closes_clients_with_a_close_frame_and_exits_cleanly() {
         other => panic!("expected Close, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn disk_low_watermark_blocks_publishers_with_flow_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = TestBroker::start_in(dir.path(), &[]);
+        let mut c = RawClient::connect(b.native).await;
+        assert!(matches!(
+            c.hello("guest", "guest").await.body,
+            Body::Welcome(_)
+        ));
+        c.send(Frame::new(
+            2,
+            wire::DeclareQueue {
+                name: "kept".into(),
+                partitions: 1,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                passive: false,
+                args: vec![],
+            },
+        ))
+        .await;
+        assert!(matches!(
+            c.recv().await.map(|f| f.body),
+            Some(Body::QueueDeclared(_))
+        ));
+        c.send(Frame::new(3, publish("kept", b"before"))).await;
+        assert!(matches!(
+            c.recv().await.map(|f| f.body),
+            Some(Body::Published(_))
+        ));
+        tokio::task::spawn_blocking(move || assert!(b.stop().success()))
+            .await
+            .unwrap();
+    }
+    // Restart with a watermark above any disk's free space.
+    let b = TestBroker::start_in(
+        dir.path(),
+        &[("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807")],
+    );
+    let mut c = RawClient::connect(b.native).await;
+    assert!(matches!(
+        c.hello("guest", "guest").await.body,
+        Body::Welcome(_)
+    ));
+    c.send(Frame::new(4, publish("kept", b"refused"))).await;
+    let mut saw_flow = false;
+    let mut saw_error = false;
+    while !(saw_flow && saw_error) {
+        match c.recv().await.map(|f| f.body) {
+            Some(Body::Flow(f)) => {
+                assert!(f.blocked);
+                saw_flow = true;
+            }
+            Some(Body::Error(e)) => {
+                assert_eq!(e.code, ErrorCode::ResourceError);
+                saw_error = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // What was stored before is still there.
+    c.send(Frame::new(
+        5,
+        wire::Pull {
+            queue: "kept".into(),
+            partition: 0,
+            offset: 0,
+            max: 10,
+        },
+    ))
+    .await;
+    match c.recv().await.map(|f| f.body) {
+        Some(Body::Pulled(p)) => {
+            assert_eq!(p.messages.len(), 1);
+            assert_eq!(&p.messages[0].body[..], b"before");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn publish(queue: &str, body: &'static [u8]) -> wire::Publish {
+    wire::Publish {
+        exchange: "".into(),
+        routing_key: queue.into(),
+        mandatory: false,
+        confirm: true,
+        properties: Default::default(),
+        body: bytes::Bytes::from_static(body),
+    }
+}

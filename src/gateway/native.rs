@@ -17,6 +17,7 @@ use junction_native as wire;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
 
 use crate::core::{
@@ -237,10 +238,10 @@ pub async fn serve(
         return;
     };
     let span = tracing::info_span!("conn", protocol = "native", peer = %peer, user = %session.info().user, session = session.id());
-    let _g = span.enter();
-    tracing::debug!("session open");
     let mut c = Connection {
         conn,
+        broker,
+        blocked: false,
         session,
         pending: VecDeque::new(),
         consumers: HashMap::new(),
@@ -248,8 +249,14 @@ pub async fn serve(
         next_consumer: 1,
     };
     c.conn.decoder = wire::Decoder::new(settings.max_frame);
-    c.run(heartbeat, shutdown).await;
-    c.session.close().await;
+    async move {
+        tracing::debug!("session open");
+        c.run(heartbeat, shutdown).await;
+        c.session.close().await;
+        tracing::debug!("session closed");
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn handshake(
@@ -328,8 +335,13 @@ async fn read_frame(conn: &mut Conn) -> Result<Option<Frame>, wire::DecodeError>
     }
 }
 
+/// Unconfirmed publishes per connection before the gateway stops reading from it.
+const MAX_PENDING: usize = 16_384;
+
 struct Connection {
     conn: Conn,
+    broker: Broker,
+    blocked: bool,
     session: Session,
     pending: VecDeque<Pending>,
     /// Native consumer id -> core consumer tag.
@@ -352,11 +364,15 @@ impl Connection {
         };
         let mut tick = tokio::time::interval(hb);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut alarm = tokio::time::interval(Duration::from_secs(1));
+        alarm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = tokio::time::Instant::now();
         let mut last_write = tokio::time::Instant::now();
         loop {
             let flow = tokio::select! {
-                r = self.conn.stream.read_buf(&mut self.conn.rbuf) => match r {
+                // Backpressure: a client with too many unconfirmed publishes is not read from
+                // until confirms catch up.
+                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if self.pending.len() < MAX_PENDING => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
                         last_read = tokio::time::Instant::now();
@@ -387,6 +403,15 @@ impl Connection {
                         if last_write.elapsed() >= heartbeat {
                             self.conn.push(0, Body::Heartbeat);
                         }
+                    }
+                    Flow::Continue
+                },
+                _ = alarm.tick() => {
+                    let low = self.broker.store().is_disk_low();
+                    if low != self.blocked {
+                        self.blocked = low;
+                        let reason = if low { "disk space below the low watermark" } else { "" };
+                        self.conn.push(0, wire::Flow { blocked: low, reason: reason.into() });
                     }
                     Flow::Continue
                 },
@@ -566,7 +591,10 @@ impl Connection {
             properties: props_in(p.properties),
             body: p.body,
         };
-        let published = self.session.publish(&p.exchange, &p.routing_key, &msg)?;
+        let published = self
+            .session
+            .publish(&p.exchange, &p.routing_key, &msg)
+            .inspect_err(|e| self.on_publish_error(e))?;
         if published.routed.is_empty() && p.mandatory {
             return Ok(Some(Body::Returned(wire::Returned {
                 reply_code: ErrorCode::NoRoute.code(),
@@ -601,7 +629,10 @@ impl Connection {
                 properties: props_in(m.properties),
                 body: m.body,
             };
-            let p = self.session.publish(&b.exchange, rk, &msg)?;
+            let p = self
+                .session
+                .publish(&b.exchange, rk, &msg)
+                .inspect_err(|e| self.on_publish_error(e))?;
             last = p.seq;
             routes.push(
                 p.routed
@@ -625,6 +656,20 @@ impl Connection {
             routes,
         });
         Ok(None)
+    }
+
+    /// A publish refused for low disk space also raises the connection's flow alarm.
+    fn on_publish_error(&mut self, e: &CoreError) {
+        if matches!(e, CoreError::Blocked(_)) && !self.blocked {
+            self.blocked = true;
+            self.conn.push(
+                0,
+                wire::Flow {
+                    blocked: true,
+                    reason: e.to_string(),
+                },
+            );
+        }
     }
 
     async fn subscribe(&mut self, s: wire::Subscribe) -> Result<Option<Body>, CoreError> {

@@ -548,6 +548,11 @@ impl Store {
         self.inner.apply_retention();
     }
 
+    /// Whether appends are being refused for low disk space (as of the last check).
+    pub fn is_disk_low(&self) -> bool {
+        self.inner.disk_low.load(Ordering::Acquire)
+    }
+
     /// Re-reads free disk space now (it is also checked every `checkpoint_interval`).
     pub fn refresh_disk(&self) {
         self.inner.refresh_disk();
