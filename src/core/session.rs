@@ -229,6 +229,9 @@ pub struct Session {
     unacked: HashMap<u64, (Weak<QueueHandle>, ConsumerId, u16, u64)>,
     gets: Vec<(Weak<QueueHandle>, ConsumerId)>,
     publish_seq: u64,
+    /// The last exchange this session was allowed to publish to (permissions are fixed for a
+    /// session's life, so the regular expression need not run for every message).
+    write_ok: Option<String>,
     confirm_tx: Option<mpsc::UnboundedSender<(u64, u64)>>,
     next_tag: u64,
     closed: bool,
@@ -262,6 +265,7 @@ impl Session {
             unacked: HashMap::new(),
             gets: Vec::new(),
             publish_seq: 0,
+            write_ok: None,
             confirm_tx: None,
             next_tag: 1,
             closed: false,
@@ -435,7 +439,10 @@ impl Session {
         routing_key: &str,
         msg: &Message,
     ) -> CoreResult<Published> {
-        self.check(Access::Write, exchange)?;
+        if self.write_ok.as_deref() != Some(exchange) {
+            self.check(Access::Write, exchange)?;
+            self.write_ok = Some(exchange.to_string());
+        }
         if let Some(uid) = &msg.properties.user_id {
             if uid != &self.info.user {
                 return Err(CoreError::PreconditionFailed(format!(

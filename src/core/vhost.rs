@@ -2,7 +2,7 @@
 //!
 //! Routing reads the table under a read lock; declares take the write lock of this vhost only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::message::{Properties, Value};
@@ -67,29 +67,29 @@ impl VHostState {
         routing_key: &str,
         props: &Properties,
     ) -> Option<Vec<Arc<QueueHandle>>> {
+        if exchange.is_empty() {
+            // The default exchange: the queue named by the routing key. The common case.
+            return Some(
+                self.queues
+                    .get(routing_key)
+                    .map(|q| vec![Arc::clone(q)])
+                    .unwrap_or_default(),
+            );
+        }
+        self.exchanges.get(exchange)?;
         let mut out: Vec<Arc<QueueHandle>> = Vec::new();
-        let mut seen_q: HashSet<&str> = HashSet::new();
-        let mut seen_x: HashSet<&str> = HashSet::new();
+        let mut seen_x: Vec<&str> = Vec::new();
         let mut stack = vec![exchange];
-        let mut first = true;
         while let Some(xname) = stack.pop() {
-            if !seen_x.insert(xname) {
+            if seen_x.contains(&xname) {
                 continue;
             }
+            seen_x.push(xname);
             let Some(x) = self.exchanges.get(xname) else {
-                if first {
-                    return None;
-                }
                 continue;
             };
-            first = false;
             if x.def.name.is_empty() {
-                // The default exchange: the queue named by the routing key.
-                if let Some(q) = self.queues.get(routing_key) {
-                    if seen_q.insert(q.name.as_str()) {
-                        out.push(Arc::clone(q));
-                    }
-                }
+                out.extend(self.queues.get(routing_key).cloned());
                 continue;
             }
             for b in &x.bindings {
@@ -99,11 +99,14 @@ impl VHostState {
                 if b.dest_is_exchange {
                     stack.push(b.destination.as_str());
                 } else if let Some(q) = self.queues.get(&b.destination) {
-                    if seen_q.insert(q.name.as_str()) {
-                        out.push(Arc::clone(q));
-                    }
+                    out.push(Arc::clone(q));
                 }
             }
+        }
+        // A queue reached by several bindings gets the message once.
+        if out.len() > 1 {
+            out.sort_by_key(|q| Arc::as_ptr(q) as usize);
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
         Some(out)
     }
