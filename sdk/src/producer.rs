@@ -1,0 +1,231 @@
+//! [`Producer`]: publishing with confirms, pipelined, one-way or in batches.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use junction_native::{BatchMessage, Body, ErrorCode, Publish, PublishBatch};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Sleep;
+
+use crate::client::Client;
+use crate::connection::Command;
+use crate::error::{Result, SdkError};
+use crate::message::{Destination, Message, SendReceipt};
+
+/// Publishes messages. Get one from [`Client::producer`]; clones share the window.
+///
+/// - [`Producer::send`]: publish and wait for the broker's confirm (the message is stored).
+/// - [`Producer::send_pipelined`]: publish and get the confirm as a separate future, so that
+///   thousands of messages can be in flight; at most [`Producer::window`] confirms are
+///   outstanding (further sends wait for a slot). Confirms arrive in publish order.
+/// - [`Producer::send_oneway`]: publish without a confirm (only failures are reported, and only
+///   to the log).
+/// - [`Producer::send_batch`]: many messages in one frame, one confirm.
+///
+/// Ordered delivery: give messages the same [`Message::sharding_key`]; they go to the same
+/// partition in publish order.
+///
+/// While the server has publishing paused (a `Flow` push), sends wait before queuing the
+/// message (not counted in the request timeout); they go on when the server resumes or the
+/// connection is replaced.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    client: Client,
+    mandatory: bool,
+    window: Arc<Semaphore>,
+    window_size: usize,
+}
+
+/// The broker's confirm of one message sent with [`Producer::send_pipelined`]: resolves to
+/// where it was stored, or to an error ([`SdkError::Returned`], [`SdkError::Server`],
+/// [`SdkError::ConnectionLost`], [`SdkError::Timeout`] after the request timeout).
+///
+/// Dropping it does not cancel the publish; its window slot is released when the confirm
+/// arrives either way.
+#[derive(Debug)]
+pub struct Confirm {
+    rx: oneshot::Receiver<Result<Body>>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Future for Confirm {
+    type Output = Result<SendReceipt>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(answer) = Pin::new(&mut self.rx).poll(cx) {
+            return Poll::Ready(match answer {
+                Ok(Ok(body)) => receipt(body),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(SdkError::ConnectionLost),
+            });
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(SdkError::Timeout)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn receipt(body: Body) -> Result<SendReceipt> {
+    match body {
+        Body::Published(p) => Ok(SendReceipt { routes: p.results }),
+        Body::Returned(r) => Err(SdkError::Returned {
+            code: ErrorCode::from_code(r.reply_code),
+            text: r.reply_text,
+        }),
+        other => Err(SdkError::unexpected("Published", &other)),
+    }
+}
+
+impl Producer {
+    pub(crate) fn new(client: Client, window: usize) -> Producer {
+        Producer {
+            client,
+            mandatory: false,
+            window: Arc::new(Semaphore::new(window)),
+            window_size: window,
+        }
+    }
+
+    /// Sets `mandatory`: a message no queue takes fails with [`SdkError::Returned`] instead of
+    /// being dropped (for batches, see [`Producer::send_batch`]).
+    pub fn mandatory(mut self, mandatory: bool) -> Self {
+        self.mandatory = mandatory;
+        self
+    }
+
+    /// Sets the most confirms in flight (at least 1). This producer (and its later clones) gets
+    /// a window of its own.
+    pub fn with_window(mut self, window: usize) -> Self {
+        let window = window.max(1);
+        self.window = Arc::new(Semaphore::new(window));
+        self.window_size = window;
+        self
+    }
+
+    /// The most confirms in flight.
+    pub fn window(&self) -> usize {
+        self.window_size
+    }
+
+    /// Confirms in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.window_size - self.window.available_permits()
+    }
+
+    fn publish(&self, dest: &Destination, msg: Message, confirm: bool) -> Publish {
+        Publish {
+            exchange: dest.exchange.clone(),
+            routing_key: dest.routing_key.clone(),
+            mandatory: self.mandatory,
+            confirm,
+            properties: msg.properties,
+            body: msg.body,
+        }
+    }
+
+    /// Publishes and waits until the broker has stored the message.
+    pub async fn send(&self, dest: &Destination, msg: Message) -> Result<SendReceipt> {
+        self.send_pipelined(dest, msg).await?.await
+    }
+
+    /// Publishes without waiting for the confirm: resolves as soon as the message is queued
+    /// for the connection (after waiting for a window slot, and while the server has
+    /// publishing paused), returning its [`Confirm`]. The request timeout starts then.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: junction_sdk::Producer) -> junction_sdk::Result<()> {
+    /// use junction_sdk::{Destination, Message};
+    ///
+    /// let dest = Destination::queue("events");
+    /// let mut confirms = Vec::new();
+    /// for i in 0..10_000 {
+    ///     confirms.push(producer.send_pipelined(&dest, Message::new(format!("event {i}"))).await?);
+    /// }
+    /// for confirm in confirms {
+    ///     confirm.await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_pipelined(&self, dest: &Destination, msg: Message) -> Result<Confirm> {
+        let permit = self
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SdkError::Closed)?;
+        self.client.wait_flow().await?;
+        let deadline = Box::pin(tokio::time::sleep(
+            self.client.shared().opts.request_timeout,
+        ));
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Request {
+            body: self.publish(dest, msg, true).into(),
+            reply: tx,
+            epoch: None,
+            permit: Some(permit),
+        };
+        self.client.enqueue(cmd).await?;
+        Ok(Confirm { rx, deadline })
+    }
+
+    /// Publishes without a confirm; resolves once the message is queued for the connection.
+    /// The broker reports failures only to the log; a message queued when the connection drops
+    /// may be lost.
+    pub async fn send_oneway(&self, dest: &Destination, msg: Message) -> Result<()> {
+        self.client.wait_flow().await?;
+        let cmd = Command::OneWay {
+            body: self.publish(dest, msg, false).into(),
+            epoch: None,
+        };
+        self.client.enqueue(cmd).await
+    }
+
+    /// Publishes many messages to one destination in one frame and waits for the broker to
+    /// store them all. Returns one receipt per message, in order; a message that matched no
+    /// queue has an empty receipt ([`SendReceipt::is_routed`] is false), also when the producer
+    /// is `mandatory`. The whole batch must fit in one frame.
+    pub async fn send_batch(
+        &self,
+        dest: &Destination,
+        messages: Vec<Message>,
+    ) -> Result<Vec<SendReceipt>> {
+        let count = messages.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.client.wait_flow().await?;
+        let batch = PublishBatch {
+            exchange: dest.exchange.clone(),
+            routing_key: dest.routing_key.clone(),
+            mandatory: self.mandatory,
+            messages: messages
+                .into_iter()
+                .map(|m| BatchMessage {
+                    routing_key: None,
+                    properties: m.properties,
+                    body: m.body,
+                })
+                .collect(),
+        };
+        match self.client.call(batch.into()).await? {
+            Body::PublishedBatch(p) if p.results.len() == count => Ok(p
+                .results
+                .into_iter()
+                .map(|routes| SendReceipt { routes })
+                .collect()),
+            Body::PublishedBatch(p) => Err(SdkError::Protocol(format!(
+                "{} results for a batch of {count}",
+                p.results.len()
+            ))),
+            other => Err(SdkError::unexpected("PublishedBatch", &other)),
+        }
+    }
+
+    /// The client this producer publishes through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
