@@ -258,10 +258,15 @@ struct Consumer {
 /// channel bounded.
 const UNLIMITED_WINDOW: u32 = 2048;
 
-pub(crate) struct Actor {
+/// What the actor reads but never changes: its queue, the store, the broker.
+struct Ctx {
     q: Arc<QueueHandle>,
     store: Arc<Store>,
     broker: Weak<BrokerInner>,
+}
+
+pub(crate) struct Actor {
+    ctx: Ctx,
     rx: mpsc::UnboundedReceiver<QueueCmd>,
     groups: BTreeMap<String, Group>,
     consumers: HashMap<ConsumerId, Consumer>,
@@ -277,6 +282,153 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+impl Ctx {
+    /// Reads the message at `offset` of `key`, if it is still stored.
+    fn read_one(&self, key: QueueKey, offset: u64) -> Option<QueueMessage> {
+        let b = self.store.read(key, offset, 1).ok()?;
+        b.messages
+            .into_iter()
+            .next()
+            .filter(|m| m.queue_offset == offset)
+    }
+
+    fn expired(&self, m: &QueueMessage, meta: &StoredMeta) -> bool {
+        let ttl = match (self.q.def.args.message_ttl_ms, meta.properties.ttl_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        m.record.store_ts.saturating_add(ttl as i64) <= now_ms()
+    }
+
+    /// The next message of one partition for a group: redeliveries first, then new ones.
+    /// Expired messages met on the way are settled and dead-lettered.
+    fn next_from(&self, cur: &mut Cursor) -> Option<(QueueMessage, StoredMeta, u32, bool)> {
+        loop {
+            let (m, count, redelivered) = if let Some((off, count)) = cur.redeliver.pop_first() {
+                match self.read_one(cur.key, off) {
+                    Some(m) => (m, count + 1, true),
+                    None => {
+                        cur.settle(off); // removed by retention meanwhile
+                        continue;
+                    }
+                }
+            } else {
+                if cur.buffer.is_empty() {
+                    let b = self.store.read(cur.key, cur.next_read, 64).ok()?;
+                    if b.messages.is_empty() {
+                        cur.next_read = cur.next_read.max(b.min_offset);
+                        return None;
+                    }
+                    cur.buffer.extend(b.messages);
+                }
+                let m = cur.buffer.pop_front()?;
+                if m.queue_offset < cur.next_read {
+                    continue;
+                }
+                cur.next_read = m.queue_offset + 1;
+                if m.queue_offset < cur.committed || cur.settled.contains(&m.queue_offset) {
+                    continue; // settled before a restart
+                }
+                let redelivered = m.queue_offset < cur.delivered_before;
+                (m, 1, redelivered)
+            };
+            let Some(meta) = StoredMeta::decode(&m.record.properties) else {
+                tracing::error!(queue = %self.q.name, offset = m.queue_offset, "undecodable message properties; dropped");
+                cur.settle(m.queue_offset);
+                continue;
+            };
+            if self.expired(&m, &meta) {
+                cur.settle(m.queue_offset);
+                self.dead_letter_msg(&meta, &m, "expired");
+                continue;
+            }
+            return Some((m, meta, count, redelivered));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delivery(
+        &self,
+        broker: &BrokerInner,
+        tag: &ConsumerTag,
+        id: ConsumerId,
+        partition: u16,
+        m: QueueMessage,
+        meta: StoredMeta,
+        count: u32,
+        redelivered: bool,
+    ) -> Delivery {
+        Delivery {
+            id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
+            consumer: tag.clone(),
+            queue: self.q.name.clone(),
+            partition,
+            offset: m.queue_offset,
+            redelivered,
+            delivery_count: count,
+            store_ts: m.record.store_ts,
+            exchange: meta.exchange,
+            routing_key: meta.routing_key,
+            message: Message {
+                properties: meta.properties,
+                body: m.record.body,
+            },
+            queue_ref: Arc::downgrade(&self.q),
+            consumer_id: id,
+        }
+    }
+
+    fn dead_letter(&self, key: QueueKey, offset: u64, reason: &str) {
+        if self.q.def.args.dead_letter_exchange.is_none() {
+            return;
+        }
+        if let Some(m) = self.read_one(key, offset) {
+            if let Some(meta) = StoredMeta::decode(&m.record.properties) {
+                self.dead_letter_msg(&meta, &m, reason);
+            }
+        }
+    }
+
+    /// Republishes a message to the queue's dead-letter exchange, with RabbitMQ's `x-death`-style
+    /// headers (`x-first-death-reason`, `-queue`, `-exchange`).
+    fn dead_letter_msg(&self, meta: &StoredMeta, m: &QueueMessage, reason: &str) {
+        let Some(dlx) = &self.q.def.args.dead_letter_exchange else {
+            return;
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let mut props = meta.properties.clone();
+        props.ttl_ms = None; // the per-message TTL is removed on dead-lettering, as RabbitMQ does
+        for (k, v) in [
+            ("x-first-death-reason", reason),
+            ("x-first-death-queue", self.q.name.as_str()),
+            ("x-first-death-exchange", meta.exchange.as_str()),
+        ] {
+            if props.header(k).is_none() {
+                props.headers.push((k.into(), Value::Str(v.into())));
+            }
+        }
+        let rk = self
+            .q
+            .def
+            .args
+            .dead_letter_routing_key
+            .clone()
+            .unwrap_or_else(|| meta.routing_key.clone());
+        let msg = Message {
+            properties: props,
+            body: m.record.body.clone(),
+        };
+        if let Err(e) = broker.publish_internal(&self.q.def.vhost, dlx, &rk, &msg) {
+            tracing::warn!(queue = %self.q.name, error = %e, "dead-lettering failed");
+        }
+    }
+}
+
 impl Actor {
     pub(crate) fn new(
         q: Arc<QueueHandle>,
@@ -287,9 +439,7 @@ impl Actor {
     ) -> Actor {
         let offsets_path = offsets_dir.join(format!("{}.json", q.def.id));
         let mut a = Actor {
-            q,
-            store,
-            broker,
+            ctx: Ctx { q, store, broker },
             rx,
             groups: BTreeMap::new(),
             consumers: HashMap::new(),
@@ -298,7 +448,7 @@ impl Actor {
             had_consumer: false,
             last_used: Instant::now(),
         };
-        let saved: HashMap<String, Vec<SavedCursor>> = if a.q.def.durable {
+        let saved: HashMap<String, Vec<SavedCursor>> = if a.ctx.q.def.durable {
             std::fs::read(&a.offsets_path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -321,17 +471,19 @@ impl Actor {
         saved: Option<&[SavedCursor]>,
     ) -> &mut Group {
         if !self.groups.contains_key(name) {
-            let parts = (0..self.q.def.partitions)
+            let parts = (0..self.ctx.q.def.partitions)
                 .map(|p| {
-                    let key = self.q.key(p);
-                    let (min, end) = self.store.queue_range(key).unwrap_or((0, 0));
+                    let key = self.ctx.q.key(p);
+                    let (min, end) = self.ctx.store.queue_range(key).unwrap_or((0, 0));
                     let s = saved.and_then(|s| s.get(usize::from(p))).cloned();
                     let committed = match (&s, start) {
                         (Some(s), _) => s.committed.max(min),
                         (None, StartFrom::Committed | StartFrom::Earliest) => min,
                         (None, StartFrom::Latest) => end,
                         (None, StartFrom::Offset(o)) => o.clamp(min, end),
-                        (None, StartFrom::Time(t)) => self.store.offset_for_time(key, t).max(min),
+                        (None, StartFrom::Time(t)) => {
+                            self.ctx.store.offset_for_time(key, t).max(min)
+                        }
                     };
                     let settled: BTreeSet<u64> = s
                         .as_ref()
@@ -403,7 +555,7 @@ impl Actor {
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
-                _ = self.q.wake.notified() => {}
+                _ = self.ctx.q.wake.notified() => {}
                 _ = tick.tick() => {
                     if self.on_tick() {
                         return; // expired or auto-deleted
@@ -603,7 +755,7 @@ impl Actor {
                 self.consumers.remove(&consumer); // a basic.get, now settled
             }
         }
-        let limit = self.q.def.args.delivery_limit;
+        let limit = self.ctx.q.def.args.delivery_limit;
         match how {
             Settle::Ack => cur.settle(offset),
             Settle::Requeue if limit.is_none_or(|l| count < l) => {
@@ -617,109 +769,32 @@ impl Actor {
                 };
                 let key = cur.key;
                 cur.settle(offset);
-                self.dead_letter(key, offset, reason);
+                self.ctx.dead_letter(key, offset, reason);
             }
         }
         self.dirty = true;
     }
 
-    /// Reads the message at `offset` of `key`, if it is still stored.
-    fn read_one(&self, key: QueueKey, offset: u64) -> Option<QueueMessage> {
-        let b = self.store.read(key, offset, 1).ok()?;
-        b.messages
-            .into_iter()
-            .next()
-            .filter(|m| m.queue_offset == offset)
-    }
-
-    fn expired(&self, m: &QueueMessage, meta: &StoredMeta) -> bool {
-        let ttl = match (self.q.def.args.message_ttl_ms, meta.properties.ttl_ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return false,
-            },
+    fn dispatch(&mut self) {
+        let Some(broker) = self.ctx.broker.upgrade() else {
+            return;
         };
-        m.record.store_ts.saturating_add(ttl as i64) <= now_ms()
-    }
-
-    /// The next message for a consumer of `group` from partition index `pi`: redeliveries
-    /// first, then new ones. Expired messages met on the way are dead-lettered.
-    fn next_from(
-        &mut self,
-        group: &str,
-        pi: usize,
-    ) -> Option<(QueueMessage, StoredMeta, u32, bool)> {
-        loop {
-            let cur = self.groups.get_mut(group)?.parts.get_mut(pi)?;
-            let key = cur.key;
-            let (m, count, redelivered) = if let Some((off, count)) = cur.redeliver.pop_first() {
-                match self.read_one(key, off) {
-                    Some(m) => (m, count + 1, true),
-                    None => {
-                        if let Some(c) =
-                            self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi))
-                        {
-                            c.settle(off);
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                if cur.buffer.is_empty() {
-                    let b = self.store.read(key, cur.next_read, 64).ok()?;
-                    if b.messages.is_empty() {
-                        cur.next_read = cur.next_read.max(b.min_offset);
-                        return None;
-                    }
-                    cur.buffer.extend(b.messages);
-                }
-                let m = cur.buffer.pop_front()?;
-                if m.queue_offset < cur.next_read {
-                    continue;
-                }
-                cur.next_read = m.queue_offset + 1;
-                if m.queue_offset < cur.committed || cur.settled.contains(&m.queue_offset) {
-                    continue; // settled before a restart
-                }
-                let redelivered = m.queue_offset < cur.delivered_before;
-                (m, 1, redelivered)
-            };
-            let Some(meta) = StoredMeta::decode(&m.record.properties) else {
-                tracing::error!(queue = %self.q.name, offset = m.queue_offset, "undecodable message properties; dropped");
-                if let Some(c) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) {
-                    c.settle(m.queue_offset);
-                }
-                continue;
-            };
-            if self.expired(&m, &meta) {
-                if let Some(c) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) {
-                    c.settle(m.queue_offset);
-                }
-                self.dead_letter_msg(&meta, &m, "expired");
+        let ctx = &self.ctx;
+        let consumers = &mut self.consumers;
+        for g in self.groups.values_mut() {
+            let n = g.members.len();
+            let nparts = g.parts.len();
+            if n == 0 || nparts == 0 {
                 continue;
             }
-            return Some((m, meta, count, redelivered));
-        }
-    }
-
-    fn dispatch(&mut self) {
-        let names: Vec<String> = self.groups.keys().cloned().collect();
-        for name in names {
-            while let Some(g) = self.groups.get(&name) {
-                let members = g.members.clone();
-                if members.is_empty() {
-                    break;
-                }
+            loop {
                 let start = g.rr;
-                let nparts = g.parts.len();
-                let exclusive = g.exclusive_partitions;
                 let mut progressed = false;
-                for k in 0..members.len() {
-                    let Some(&id) = members.get((start + k) % members.len()) else {
+                for k in 0..n {
+                    let Some(&id) = g.members.get((start + k) % n) else {
                         continue;
                     };
-                    let Some(c) = self.consumers.get(&id) else {
+                    let Some(c) = consumers.get_mut(&id) else {
                         continue;
                     };
                     let window = if c.prefetch == 0 {
@@ -731,25 +806,40 @@ impl Actor {
                         continue;
                     }
                     for j in 0..nparts {
-                        let pi = (start + k + j) % nparts;
-                        let owner_ok = self
-                            .groups
-                            .get(&name)
-                            .and_then(|g| g.parts.get(pi))
-                            .is_some_and(|cur| !exclusive || cur.owner == Some(id));
-                        if !owner_ok {
+                        let Some(cur) = g.parts.get_mut((start + k + j) % nparts) else {
+                            continue;
+                        };
+                        if g.exclusive_partitions && cur.owner != Some(id) {
                             continue;
                         }
-                        if let Some((m, meta, count, redelivered)) = self.next_from(&name, pi) {
-                            self.deliver(&name, pi, id, m, meta, count, redelivered);
-                            progressed = true;
-                            break;
+                        let Some((m, meta, count, redelivered)) = ctx.next_from(cur) else {
+                            continue;
+                        };
+                        let offset = m.queue_offset;
+                        let d = ctx.delivery(
+                            &broker,
+                            &c.tag,
+                            id,
+                            cur.partition,
+                            m,
+                            meta,
+                            count,
+                            redelivered,
+                        );
+                        if c.no_ack {
+                            cur.settle(offset);
+                        } else {
+                            cur.inflight.insert(offset, (id, count));
+                            c.inflight += 1;
                         }
+                        // A closed session's consumer is removed by its close, which requeues.
+                        let _ = c.sink.send(SessionEvent::Delivery(Box::new(d)));
+                        progressed = true;
+                        self.dirty = true;
+                        break;
                     }
                 }
-                if let Some(g) = self.groups.get_mut(&name) {
-                    g.rr = g.rr.wrapping_add(1);
-                }
+                g.rr = g.rr.wrapping_add(1);
                 if !progressed {
                     break;
                 }
@@ -757,74 +847,21 @@ impl Actor {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &mut self,
-        group: &str,
-        pi: usize,
-        id: ConsumerId,
-        m: QueueMessage,
-        meta: StoredMeta,
-        count: u32,
-        redelivered: bool,
-    ) {
-        let Some(broker) = self.broker.upgrade() else {
-            return;
-        };
-        let Some(c) = self.consumers.get_mut(&id) else {
-            return;
-        };
-        let Some(cur) = self.groups.get_mut(group).and_then(|g| g.parts.get_mut(pi)) else {
-            return;
-        };
-        let delivery = Delivery {
-            id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
-            consumer: c.tag.clone(),
-            queue: self.q.name.clone(),
-            partition: cur.partition,
-            offset: m.queue_offset,
-            redelivered,
-            delivery_count: count,
-            store_ts: m.record.store_ts,
-            exchange: meta.exchange,
-            routing_key: meta.routing_key,
-            message: Message {
-                properties: meta.properties,
-                body: m.record.body.clone(),
-            },
-            queue_ref: Arc::downgrade(&self.q),
-            consumer_id: id,
-        };
-        if c.no_ack {
-            cur.settle(m.queue_offset);
-        } else {
-            cur.inflight.insert(m.queue_offset, (id, count));
-            c.inflight += 1;
-        }
-        self.dirty = true;
-        if c.sink
-            .send(SessionEvent::Delivery(Box::new(delivery)))
-            .is_err()
-        {
-            // The session is gone; its close will unsubscribe and requeue.
-        }
-    }
-
+    /// basic.get: one message from the default group, delivered to a one-off consumer that
+    /// holds it in flight until it is settled.
     fn get(&mut self) -> Option<Delivery> {
-        // basic.get: one message from the default group, as a one-off consumer that is removed
-        // again; the delivery stays in flight under that consumer id until settled.
-        let broker = self.broker.upgrade()?;
-        let nparts = self.groups.get("")?.parts.len();
-        for pi in 0..nparts {
-            if let Some((m, meta, count, redelivered)) = self.next_from("", pi) {
+        let broker = self.ctx.broker.upgrade()?;
+        let g = self.groups.get_mut("")?;
+        for cur in &mut g.parts {
+            if let Some((m, meta, count, redelivered)) = self.ctx.next_from(cur) {
                 let id = broker.next_consumer.fetch_add(1, Ordering::Relaxed);
-                let cur = self.groups.get_mut("")?.parts.get_mut(pi)?;
+                let tag = ConsumerTag::from("");
                 cur.inflight.insert(m.queue_offset, (id, count));
                 let (tx, _rx) = mpsc::unbounded_channel();
                 self.consumers.insert(
                     id,
                     Consumer {
-                        tag: ConsumerTag::from(""),
+                        tag: tag.clone(),
                         group: String::new(),
                         prefetch: 1,
                         inflight: 1,
@@ -832,24 +869,17 @@ impl Actor {
                         sink: tx,
                     },
                 );
-                return Some(Delivery {
-                    id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
-                    consumer: ConsumerTag::from(""),
-                    queue: self.q.name.clone(),
-                    partition: cur.partition,
-                    offset: m.queue_offset,
+                self.dirty = true;
+                return Some(self.ctx.delivery(
+                    &broker,
+                    &tag,
+                    id,
+                    cur.partition,
+                    m,
+                    meta,
+                    count,
                     redelivered,
-                    delivery_count: count,
-                    store_ts: m.record.store_ts,
-                    exchange: meta.exchange,
-                    routing_key: meta.routing_key,
-                    message: Message {
-                        properties: meta.properties,
-                        body: m.record.body.clone(),
-                    },
-                    queue_ref: Arc::downgrade(&self.q),
-                    consumer_id: id,
-                });
+                ));
             }
         }
         None
@@ -862,7 +892,7 @@ impl Actor {
         g.parts
             .iter()
             .map(|c| {
-                let end = self.store.queue_range(c.key).map_or(0, |r| r.1);
+                let end = self.ctx.store.queue_range(c.key).map_or(0, |r| r.1);
                 end.saturating_sub(c.next_read) + c.redeliver.len() as u64
             })
             .sum()
@@ -875,18 +905,22 @@ impl Actor {
             .iter()
             .map(|c| c.next_read.saturating_sub(c.redeliver.len() as u64))
             .sum();
-        self.q.taken.store(taken, Ordering::Release);
+        self.ctx.q.taken.store(taken, Ordering::Release);
     }
 
     /// Max-length with drop-head: the oldest ready messages go (dead-lettered if configured).
     fn enforce_limits(&mut self) {
-        let (max_len, max_bytes) = (self.q.def.args.max_length, self.q.def.args.max_length_bytes);
+        let (max_len, max_bytes) = (
+            self.ctx.q.def.args.max_length,
+            self.ctx.q.def.args.max_length_bytes,
+        );
         if max_len.is_none() && max_bytes.is_none() {
             return;
         }
-        if self.q.def.args.overflow != Overflow::DropHead {
+        if self.ctx.q.def.args.overflow != Overflow::DropHead {
             if max_bytes.is_some() {
-                self.q
+                self.ctx
+                    .q
                     .ready_bytes
                     .store(self.ready_bytes_of(""), Ordering::Release);
             }
@@ -921,12 +955,13 @@ impl Actor {
                 cur.settle(off);
                 if max_bytes.is_some() {
                     let size = self
+                        .ctx
                         .read_one(key, off)
                         .map_or(0, |m| m.record.body.len() as u64);
                     bytes = bytes.saturating_sub(size);
                 }
                 if name.is_empty() {
-                    self.dead_letter(key, off, "maxlen");
+                    self.ctx.dead_letter(key, off, "maxlen");
                 }
                 ready -= 1;
                 self.dirty = true;
@@ -944,11 +979,12 @@ impl Actor {
         for c in &g.parts {
             for off in c.redeliver.keys() {
                 total += self
+                    .ctx
                     .read_one(c.key, *off)
                     .map_or(0, |m| m.record.body.len() as u64);
             }
             let mut from = c.next_read;
-            while let Ok(b) = self.store.read(c.key, from, 1024) {
+            while let Ok(b) = self.ctx.store.read(c.key, from, 1024) {
                 if b.messages.is_empty() {
                     break;
                 }
@@ -975,13 +1011,13 @@ impl Actor {
                         Some(off) => (cur.key, off),
                         None => break,
                     };
-                    let Some(m) = self.read_one(key, off) else {
+                    let Some(m) = self.ctx.read_one(key, off) else {
                         break;
                     };
                     let Some(meta) = StoredMeta::decode(&m.record.properties) else {
                         break;
                     };
-                    if !self.expired(&m, &meta) {
+                    if !self.ctx.expired(&m, &meta) {
                         break;
                     }
                     let Some(cur) = self.groups.get_mut(&name).and_then(|g| g.parts.get_mut(pi))
@@ -995,57 +1031,10 @@ impl Actor {
                     cur.settle(off);
                     self.dirty = true;
                     if name.is_empty() {
-                        self.dead_letter_msg(&meta, &m, "expired");
+                        self.ctx.dead_letter_msg(&meta, &m, "expired");
                     }
                 }
             }
-        }
-    }
-
-    fn dead_letter(&self, key: QueueKey, offset: u64, reason: &str) {
-        if self.q.def.args.dead_letter_exchange.is_none() {
-            return;
-        }
-        if let Some(m) = self.read_one(key, offset) {
-            if let Some(meta) = StoredMeta::decode(&m.record.properties) {
-                self.dead_letter_msg(&meta, &m, reason);
-            }
-        }
-    }
-
-    /// Republishes a message to the queue's dead-letter exchange, with RabbitMQ's `x-death`-style
-    /// headers (`x-first-death-reason`, `-queue`, `-exchange`).
-    fn dead_letter_msg(&self, meta: &StoredMeta, m: &QueueMessage, reason: &str) {
-        let Some(dlx) = &self.q.def.args.dead_letter_exchange else {
-            return;
-        };
-        let Some(broker) = self.broker.upgrade() else {
-            return;
-        };
-        let mut props = meta.properties.clone();
-        props.ttl_ms = None; // the per-message TTL is removed on dead-lettering, as RabbitMQ does
-        for (k, v) in [
-            ("x-first-death-reason", reason),
-            ("x-first-death-queue", self.q.name.as_str()),
-            ("x-first-death-exchange", meta.exchange.as_str()),
-        ] {
-            if props.header(k).is_none() {
-                props.headers.push((k.into(), Value::Str(v.into())));
-            }
-        }
-        let rk = self
-            .q
-            .def
-            .args
-            .dead_letter_routing_key
-            .clone()
-            .unwrap_or_else(|| meta.routing_key.clone());
-        let msg = Message {
-            properties: props,
-            body: m.record.body.clone(),
-        };
-        if let Err(e) = broker.publish_internal(&self.q.def.vhost, dlx, &rk, &msg) {
-            tracing::warn!(queue = %self.q.name, error = %e, "dead-lettering failed");
         }
     }
 
@@ -1053,7 +1042,7 @@ impl Actor {
         let mut n = 0;
         for g in self.groups.values_mut() {
             for c in &mut g.parts {
-                let end = self.store.queue_range(c.key).map_or(0, |r| r.1);
+                let end = self.ctx.store.queue_range(c.key).map_or(0, |r| r.1);
                 let ready = end.saturating_sub(c.next_read) + c.redeliver.len() as u64;
                 for off in std::mem::take(&mut c.redeliver).into_keys() {
                     c.settle(off);
@@ -1092,13 +1081,13 @@ impl Actor {
         if if_unused && s.consumers > 0 {
             return Err(CoreError::PreconditionFailed(format!(
                 "queue '{}' in use",
-                self.q.name
+                self.ctx.q.name
             )));
         }
         if if_empty && s.ready + s.unacked > 0 {
             return Err(CoreError::PreconditionFailed(format!(
                 "queue '{}' not empty",
-                self.q.name
+                self.ctx.q.name
             )));
         }
         Ok(s.ready)
@@ -1119,7 +1108,7 @@ impl Actor {
     /// Periodic work; returns true if the queue deleted itself (x-expires or auto-delete).
     fn on_tick(&mut self) -> bool {
         // Retention: nothing below the lowest committed offset of any group is needed.
-        for p in 0..self.q.def.partitions {
+        for p in 0..self.ctx.q.def.partitions {
             let floor = self
                 .groups
                 .values()
@@ -1127,7 +1116,7 @@ impl Actor {
                 .map(|c| c.committed)
                 .min();
             if let Some(f) = floor {
-                self.store.set_floor(self.q.key(p), f);
+                self.ctx.store.set_floor(self.ctx.q.key(p), f);
             }
         }
         self.expire_heads();
@@ -1136,15 +1125,16 @@ impl Actor {
         }
         let unused = self.consumers.values().all(|c| c.tag.is_empty());
         let expired = self
+            .ctx
             .q
             .def
             .args
             .expires_ms
             .is_some_and(|ms| unused && self.last_used.elapsed() >= Duration::from_millis(ms));
-        let auto_deleted = self.q.def.auto_delete && self.had_consumer && unused;
+        let auto_deleted = self.ctx.q.def.auto_delete && self.had_consumer && unused;
         if expired || auto_deleted {
-            if let Some(b) = self.broker.upgrade() {
-                b.forget_queue(&self.q);
+            if let Some(b) = self.ctx.broker.upgrade() {
+                b.forget_queue(&self.ctx.q);
             }
             self.cancel_all("queue deleted");
             return true;
@@ -1154,7 +1144,7 @@ impl Actor {
 
     fn save_offsets(&mut self) {
         self.dirty = false;
-        if !self.q.def.durable || self.q.deleted.load(Ordering::Acquire) {
+        if !self.ctx.q.def.durable || self.ctx.q.deleted.load(Ordering::Acquire) {
             return;
         }
         let saved: HashMap<&str, Vec<SavedCursor>> = self
@@ -1175,7 +1165,7 @@ impl Actor {
             .collect();
         let bytes = serde_json::to_vec(&saved).unwrap_or_default();
         if let Err(e) = super::meta::write_atomic(&self.offsets_path, &bytes) {
-            tracing::warn!(queue = %self.q.name, error = %e, "saving consumer offsets failed");
+            tracing::warn!(queue = %self.ctx.q.name, error = %e, "saving consumer offsets failed");
             self.dirty = true;
         }
     }

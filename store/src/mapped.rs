@@ -102,6 +102,17 @@ impl MappedFile {
         })
     }
 
+    /// Faults in the pages from `pos` to the end (after `zero_from` dropped them), so that
+    /// appends do not page-fault.
+    pub(crate) fn prefault(&self, pos: u64) {
+        let mut at = pos - pos % 4096;
+        while at < self.len {
+            // SAFETY: in bounds; a volatile read of one byte per page, nothing is written.
+            unsafe { std::ptr::read_volatile(self.map.as_ptr().add(at as usize)) };
+            at += 4096;
+        }
+    }
+
     /// Flushes the file's dirty pages and data to the device (`fdatasync`).
     pub(crate) fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(StoreError::io(&self.path))

@@ -73,7 +73,8 @@ fn load_queues(root: &Path, per_file: u64) -> Result<HashMap<QueueKey, Arc<Consu
 pub(crate) fn recover(cfg: &StoreConfig) -> Result<Recovered> {
     let log = CommitLog::open(&cfg.dir.join("commitlog"), cfg.segment_size)?;
     let (checkpoint, cp) = CheckpointFile::open(&cfg.dir.join("checkpoint"))?;
-    if log.segments().is_empty() {
+    let fresh = log.segments().is_empty();
+    if fresh {
         let path = log.segment_path(0);
         let file = MappedFile::open(&path, cfg.segment_size, cfg.preload)?;
         mapped::sync_dir(log.dir())?;
@@ -84,6 +85,7 @@ pub(crate) fn recover(cfg: &StoreConfig) -> Result<Recovered> {
     }
     let start = log.start();
     let last_end = log.segments().last().map_or(0, |s| s.end());
+    let clean_close = cp.is_some_and(|c| c.durable == c.dispatched);
     let cp = cp.unwrap_or(Checkpoint {
         durable: start,
         dispatched: start,
@@ -138,9 +140,17 @@ pub(crate) fn recover(cfg: &StoreConfig) -> Result<Recovered> {
         index.recover(start, end)?;
     }
 
-    // Cut the tail: zero the rest of the segment holding `end`, delete later segments.
+    // Cut the tail: zero the rest of the segment holding `end`, delete later segments. After
+    // a clean close that ended exactly here, or in a new store, nothing lies past the end, and
+    // zeroing would only throw away the pages `preload` faulted in.
+    let nothing_past_end = !scan.invalid && (fresh || (clean_close && cp.durable == end));
     if let Some(seg) = log.segment_at(end) {
-        seg.file.zero_from(end - seg.base)?;
+        if !nothing_past_end {
+            seg.file.zero_from(end - seg.base)?;
+            if cfg.preload {
+                seg.file.prefault(end - seg.base);
+            }
+        }
     }
     let removed = log.cut_after(end);
     let truncated = scan.invalid || !removed.is_empty();
