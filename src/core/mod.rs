@@ -63,7 +63,7 @@ impl CoreConfig {
     }
 }
 
-type VHostRef = Arc<RwLock<VHostState>>;
+pub(crate) type VHostRef = Arc<RwLock<VHostState>>;
 
 /// Shared state of the broker.
 pub struct BrokerInner {
@@ -250,7 +250,8 @@ impl Broker {
             protocol,
             client_id: client_id.into(),
         };
-        Ok(Session::new(Arc::clone(&self.inner), id, info, grants))
+        let vh = self.inner.vhost_or_err(vhost)?;
+        Ok(Session::new(Arc::clone(&self.inner), id, info, grants, vh))
     }
 
     /// Adds or replaces a user (password stored as a RabbitMQ-format hash).
@@ -562,24 +563,25 @@ impl BrokerInner {
         Ok(())
     }
 
+    /// A client's publish on its session's vhost: internal exchanges are refused.
     fn publish_checked(
         &self,
-        vhost: &str,
+        vh: &VHostRef,
         exchange: &str,
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
-        let vh = self.vhost_or_err(vhost)?;
-        if rlock(&vh)
-            .exchanges
-            .get(exchange)
-            .is_some_and(|x| x.def.internal)
-        {
-            return Err(CoreError::AccessRefused(format!(
-                "cannot publish to internal exchange '{exchange}'"
-            )));
-        }
-        self.publish_internal(vhost, exchange, rk, msg)
+        let queues = {
+            let st = rlock(vh);
+            if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
+                return Err(CoreError::AccessRefused(format!(
+                    "cannot publish to internal exchange '{exchange}'"
+                )));
+            }
+            st.route(exchange, rk, &msg.properties)
+                .ok_or_else(|| CoreError::not_found("exchange", exchange))?
+        };
+        self.store_routed(queues, exchange, rk, msg)
     }
 
     /// Routes and stores a message; returns where it went and the CommitLog end to wait on for
@@ -595,6 +597,17 @@ impl BrokerInner {
         let queues = rlock(&vh)
             .route(exchange, rk, &msg.properties)
             .ok_or_else(|| CoreError::not_found("exchange", exchange))?;
+        self.store_routed(queues, exchange, rk, msg)
+    }
+
+    /// Stores a routed message once for all its queues and wakes them.
+    fn store_routed(
+        &self,
+        queues: Vec<Arc<QueueHandle>>,
+        exchange: &str,
+        rk: &str,
+        msg: &Message,
+    ) -> CoreResult<(Vec<Routed>, u64)> {
         if queues.is_empty() {
             return Ok((Vec::new(), 0));
         }

@@ -103,10 +103,9 @@ pub(crate) enum QueueCmd {
     Unsubscribe {
         id: ConsumerId,
     },
+    /// Settles many deliveries at once: (consumer, partition, offset).
     Settle {
-        consumer: ConsumerId,
-        partition: u16,
-        offset: u64,
+        items: Vec<(ConsumerId, u16, u64)>,
         how: Settle,
     },
     SetPrefetch {
@@ -360,6 +359,7 @@ impl Ctx {
         meta: StoredMeta,
         count: u32,
         redelivered: bool,
+        no_ack: bool,
     ) -> Delivery {
         Delivery {
             id: broker.next_delivery.fetch_add(1, Ordering::Relaxed),
@@ -378,6 +378,7 @@ impl Ctx {
             },
             queue_ref: Arc::downgrade(&self.q),
             consumer_id: id,
+            no_ack,
         }
     }
 
@@ -580,12 +581,11 @@ impl Actor {
                 let _ = reply.send(r);
             }
             QueueCmd::Unsubscribe { id } => self.unsubscribe(id),
-            QueueCmd::Settle {
-                consumer,
-                partition,
-                offset,
-                how,
-            } => self.settle(consumer, partition, offset, how),
+            QueueCmd::Settle { items, how } => {
+                for (consumer, partition, offset) in items {
+                    self.settle(consumer, partition, offset, how);
+                }
+            }
             QueueCmd::SetPrefetch { consumer, prefetch } => {
                 if let Some(c) = self.consumers.get_mut(&consumer) {
                     c.prefetch = prefetch;
@@ -825,6 +825,7 @@ impl Actor {
                             meta,
                             count,
                             redelivered,
+                            c.no_ack,
                         );
                         if c.no_ack {
                             cur.settle(offset);
@@ -879,6 +880,7 @@ impl Actor {
                     meta,
                     count,
                     redelivered,
+                    false,
                 ));
             }
         }

@@ -63,6 +63,8 @@ pub struct Delivery {
     pub message: Message,
     pub(crate) queue_ref: Weak<QueueHandle>,
     pub(crate) consumer_id: ConsumerId,
+    /// Settled by the broker when handed out (the consumer asked for no acks).
+    pub(crate) no_ack: bool,
 }
 
 /// What the broker pushes to a session.
@@ -214,7 +216,6 @@ pub struct ReadResult {
 struct ConsumerEntry {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
-    no_ack: bool,
 }
 
 /// One client session. Owned by one gateway task; not `Clone`.
@@ -223,6 +224,7 @@ pub struct Session {
     broker: Arc<BrokerInner>,
     info: ClientInfo,
     grants: Grants,
+    vhost: super::VHostRef,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
     consumers: HashMap<ConsumerTag, ConsumerEntry>,
@@ -252,6 +254,7 @@ impl Session {
         id: u64,
         info: ClientInfo,
         grants: Grants,
+        vhost: super::VHostRef,
     ) -> Session {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Session {
@@ -259,6 +262,7 @@ impl Session {
             broker,
             info,
             grants,
+            vhost,
             events_tx,
             events_rx,
             consumers: HashMap::new(),
@@ -451,9 +455,9 @@ impl Session {
                 )));
             }
         }
-        let (routed, end) =
-            self.broker
-                .publish_checked(&self.info.vhost, exchange, routing_key, msg)?;
+        let (routed, end) = self
+            .broker
+            .publish_checked(&self.vhost, exchange, routing_key, msg)?;
         self.publish_seq += 1;
         let seq = self.publish_seq;
         self.confirm_after(seq, end);
@@ -506,7 +510,6 @@ impl Session {
             .broker
             .next_consumer
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let no_ack = spec.no_ack;
         let sink = self.events_tx.clone();
         let parts = q
             .ask(|reply| QueueCmd::Subscribe {
@@ -516,14 +519,8 @@ impl Session {
                 reply,
             })
             .await??;
-        self.consumers.insert(
-            tag.clone(),
-            ConsumerEntry {
-                queue: q,
-                id,
-                no_ack,
-            },
-        );
+        self.consumers
+            .insert(tag.clone(), ConsumerEntry { queue: q, id });
         Ok((tag, parts))
     }
 
@@ -562,19 +559,38 @@ impl Session {
     /// # Errors
     /// `NotFound` for an unknown or already settled delivery id.
     pub fn settle(&mut self, delivery: u64, how: Settle) -> CoreResult<()> {
-        let (q, consumer, partition, offset) = self
-            .unacked
-            .remove(&delivery)
-            .ok_or_else(|| CoreError::not_found("delivery", delivery.to_string()))?;
-        if let Some(q) = q.upgrade() {
-            let _ = q.tx.send(QueueCmd::Settle {
-                consumer,
-                partition,
-                offset,
-                how,
-            });
+        self.settle_many(&[delivery], how)
+    }
+
+    /// Settles several deliveries; the ones of one queue reach it as one command. Stops at the
+    /// first unknown id (the ones before it are settled).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown or already settled delivery id.
+    pub fn settle_many(&mut self, deliveries: &[u64], how: Settle) -> CoreResult<()> {
+        let mut batch: Option<(Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>)> = None;
+        let flush = |b: Option<(Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>)>| {
+            if let Some((q, items)) = b {
+                if let Some(q) = q.upgrade() {
+                    let _ = q.tx.send(QueueCmd::Settle { items, how });
+                }
+            }
+        };
+        let mut result = Ok(());
+        for d in deliveries {
+            let Some((q, consumer, partition, offset)) = self.unacked.remove(d) else {
+                result = Err(CoreError::not_found("delivery", d.to_string()));
+                break;
+            };
+            match &mut batch {
+                Some((bq, items)) if Weak::ptr_eq(bq, &q) => {
+                    items.push((consumer, partition, offset))
+                }
+                _ => flush(batch.replace((q, vec![(consumer, partition, offset)]))),
+            }
         }
-        Ok(())
+        flush(batch);
+        result
     }
 
     /// Ids of this session's unsettled deliveries, for protocols that ack cumulatively.
@@ -673,8 +689,7 @@ impl Session {
 
     fn track(&mut self, ev: SessionEvent) -> SessionEvent {
         if let SessionEvent::Delivery(d) = &ev {
-            let no_ack = self.consumers.get(&d.consumer).is_some_and(|c| c.no_ack);
-            if !no_ack {
+            if !d.no_ack {
                 self.unacked.insert(
                     d.id,
                     (d.queue_ref.clone(), d.consumer_id, d.partition, d.offset),

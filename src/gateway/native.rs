@@ -697,10 +697,7 @@ impl Connection {
     }
 
     fn settle(&mut self, ids: &[u64], how: Settle) -> Result<Option<Body>, CoreError> {
-        for d in ids {
-            self.session.settle(*d, how)?;
-        }
-        Ok(None)
+        self.session.settle_many(ids, how).map(|()| None)
     }
 
     fn on_event(&mut self, ev: SessionEvent) {
@@ -767,7 +764,13 @@ impl Connection {
     }
 
     fn deliver(&mut self, d: Delivery) {
-        let Some(&cid) = self.by_tag.get(&*d.consumer) else {
+        // Tags of this connection are `native-<id>`: no string map on the delivery path.
+        let Some(cid) = d
+            .consumer
+            .strip_prefix("native-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|c| self.consumers.contains_key(c))
+        else {
             return;
         };
         self.conn.push(

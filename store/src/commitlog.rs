@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+
 use crate::error::{Result, StoreError};
 use crate::mapped::{self, MappedFile};
 use crate::record::{self, Probe, Record};
@@ -145,6 +147,38 @@ impl CommitLog {
             .ok_or(StoreError::NoRecord { offset })?;
         read_in(&seg, offset, written)
     }
+}
+
+/// The published part of a segment as one `Bytes` (one owner for many records).
+pub(crate) fn published_prefix(seg: &Segment, written: u64) -> Option<Bytes> {
+    let len = written.min(seg.end()).checked_sub(seg.base)?;
+    // SAFETY: [0, len) of the segment is below the published end, never written again.
+    unsafe { mapped::published_bytes(&seg.file, 0, len) }
+}
+
+/// Reads the record at `offset` from `prefix`, the published part of the segment starting at
+/// `base` (see [`published_prefix`]).
+pub(crate) fn read_from_prefix(
+    prefix: &Bytes,
+    base: u64,
+    offset: u64,
+    file: &Path,
+) -> Result<Record> {
+    let pos = offset
+        .checked_sub(base)
+        .ok_or(StoreError::NoRecord { offset })? as usize;
+    let corrupt = |reason| StoreError::Corrupt {
+        file: file.to_path_buf(),
+        offset: pos as u64,
+        reason,
+    };
+    let rest = prefix.get(pos..).ok_or(StoreError::NoRecord { offset })?;
+    let len = match record::probe(rest, offset, false) {
+        Probe::Message(len) => len as usize,
+        Probe::Blank | Probe::End => return Err(StoreError::NoRecord { offset }),
+        Probe::Invalid(reason) => return Err(corrupt(reason)),
+    };
+    Record::decode(prefix.slice(pos..pos + len)).ok_or_else(|| corrupt("inconsistent lengths"))
 }
 
 /// Reads the record at `offset` of `seg`, where `written` is the published end of the log.

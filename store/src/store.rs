@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use event_listener::{Event, Listener};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
@@ -431,21 +432,27 @@ impl Store {
         let start = from.max(min);
         let written = self.inner.log.written();
         let mut messages = Vec::with_capacity(max.min((end.saturating_sub(start)) as usize));
-        let mut seg: Option<Segment> = None;
+        // One zero-copy owner per segment touched, shared by every record read from it.
+        let mut seg: Option<(Segment, Bytes)> = None;
         let mut next = start;
         while next < end && messages.len() < max {
             let Some(e) = cq.entry(next)? else { break };
+            let off = e.commitlog_offset;
             if !seg
                 .as_ref()
-                .is_some_and(|s| s.base <= e.commitlog_offset && e.commitlog_offset < s.end())
+                .is_some_and(|(s, _)| s.base <= off && off < s.end())
             {
-                seg = self.inner.log.segment_at(e.commitlog_offset);
+                seg = self
+                    .inner
+                    .log
+                    .segment_at(off)
+                    .and_then(|s| commitlog::published_prefix(&s, written).map(|b| (s, b)));
             }
-            let Some(s) = &seg else {
+            let Some((s, prefix)) = &seg else {
                 next += 1; // removed by retention while we read
                 continue;
             };
-            let record = commitlog::read_in(s, e.commitlog_offset, written)?;
+            let record = commitlog::read_from_prefix(prefix, s.base, off, s.file.path())?;
             messages.push(QueueMessage {
                 queue_offset: next,
                 record,
