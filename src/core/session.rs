@@ -213,6 +213,9 @@ pub struct ReadResult {
     pub end_offset: u64,
 }
 
+/// Settles bound for one queue: (consumer, partition, offset).
+type SettleBatch = (Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>);
+
 struct ConsumerEntry {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
@@ -568,8 +571,8 @@ impl Session {
     /// # Errors
     /// `NotFound` for an unknown or already settled delivery id.
     pub fn settle_many(&mut self, deliveries: &[u64], how: Settle) -> CoreResult<()> {
-        let mut batch: Option<(Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>)> = None;
-        let flush = |b: Option<(Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>)>| {
+        let mut batch: Option<SettleBatch> = None;
+        let flush = |b: Option<SettleBatch>| {
             if let Some((q, items)) = b {
                 if let Some(q) = q.upgrade() {
                     let _ = q.tx.send(QueueCmd::Settle { items, how });
