@@ -20,6 +20,10 @@ use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use junction_sdk::{Client, ClientOptions, ConsumerOptions, Destination, Message, QueueOptions};
 
+/// The generator shares the machine with the broker: keep its own allocation cost low.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "junction-bench",
