@@ -63,7 +63,7 @@ struct Pending {
 impl Pending {
     fn insert(&mut self, id: u32, waiter: Waiter) {
         self.inserts = self.inserts.wrapping_add(1);
-        if self.inserts % SWEEP_EVERY == 0 {
+        if self.inserts.is_multiple_of(SWEEP_EVERY) {
             // Callers that timed out dropped their receivers. Publish confirms keep their window
             // slot until the answer arrives, so they stay.
             self.map.retain(|_, w| match w {

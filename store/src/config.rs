@@ -97,7 +97,7 @@ impl StoreConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(StoreError::Config(m));
-        if self.segment_size < 4096 || self.segment_size % 4096 != 0 {
+        if self.segment_size < 4096 || !self.segment_size.is_multiple_of(4096) {
             return fail(format!(
                 "segment_size {} must be a multiple of 4096, at least 4096",
                 self.segment_size
