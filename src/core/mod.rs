@@ -360,7 +360,8 @@ impl BrokerInner {
         let mut meta = lock(&self.meta);
         let id = meta.next_queue_id;
         meta.next_queue_id += 1;
-        if id % ID_BLOCK == 0 || meta.next_queue_id % ID_BLOCK == 1 {
+        if id.is_multiple_of(ID_BLOCK) {
+            // The block is used up: persist, so a restart starts past this block.
             self.metafile.save(&meta)?;
         }
         Ok(id)
