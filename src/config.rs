@@ -81,8 +81,8 @@ pub struct Limits {
     pub max_frame: u32,
     /// Most client connections at once (all listeners).
     pub max_connections: usize,
-    /// Most bytes queued for one connection's socket before the broker stops reading from it.
-    pub max_outbound_bytes: usize,
+    /// Publishing is blocked while the broker's heap is above this fraction of RAM (0 = off).
+    pub memory_high_watermark: f64,
 }
 
 impl Default for Config {
@@ -139,7 +139,7 @@ impl Default for Limits {
         Limits {
             max_frame: 16 << 20,
             max_connections: 10_000,
-            max_outbound_bytes: 8 << 20,
+            memory_high_watermark: 0.4,
         }
     }
 }
@@ -208,6 +208,7 @@ impl Config {
             let parsed: toml::Value = value
                 .parse::<i64>()
                 .map(toml::Value::Integer)
+                .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
             let sections = ["store", "native", "default_user", "limits"];

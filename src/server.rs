@@ -32,6 +32,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         cfg.default_user.name.clone(),
         cfg.default_user.password.clone(),
     );
+    core.memory_high_watermark = cfg.limits.memory_high_watermark;
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;

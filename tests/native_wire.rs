@@ -232,3 +232,44 @@ fn publish(queue: &str, body: &'static [u8]) -> wire::Publish {
         body: bytes::Bytes::from_static(body),
     }
 }
+
+#[tokio::test]
+async fn memory_alarm_blocks_publishers_with_flow() {
+    // A watermark no broker can stay under: the alarm is on within its first second.
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_in(
+        dir.path(),
+        &[("JUNCTION_LIMITS_MEMORY_HIGH_WATERMARK", "0.0000001")],
+    );
+    let mut c = RawClient::connect(b.native).await;
+    assert!(matches!(
+        c.hello("guest", "guest").await.body,
+        Body::Welcome(_)
+    ));
+    match c.recv().await.map(|f| f.body) {
+        Some(Body::Flow(f)) => assert!(f.blocked && f.reason.contains("memory"), "{f:?}"),
+        other => panic!("expected Flow, got {other:?}"),
+    }
+    c.send(Frame::new(
+        2,
+        wire::DeclareQueue {
+            name: "q".into(),
+            partitions: 1,
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            passive: false,
+            args: vec![],
+        },
+    ))
+    .await;
+    assert!(
+        matches!(c.recv().await.map(|f| f.body), Some(Body::QueueDeclared(_))),
+        "declares still work"
+    );
+    c.send(Frame::new(3, publish("q", b"x"))).await;
+    match c.recv().await.map(|f| f.body) {
+        Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::ResourceError),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

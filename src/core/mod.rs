@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod error;
+mod memory;
 pub mod message;
 pub mod meta;
 mod queue;
@@ -49,6 +50,10 @@ pub struct CoreConfig {
     /// User created on first start, with full permissions on `/`, loopback only (RabbitMQ's
     /// guest/guest).
     pub default_user: (String, String),
+    /// Publishing is blocked while the broker's anonymous memory (heap, not mapped files) is
+    /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
+    /// 0 disables the alarm.
+    pub memory_high_watermark: f64,
 }
 
 impl CoreConfig {
@@ -59,6 +64,7 @@ impl CoreConfig {
             store: StoreConfig::new(data_dir.join("store")),
             data_dir,
             default_user: ("guest".into(), "guest".into()),
+            memory_high_watermark: 0.4,
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct BrokerInner {
     offsets_dir: PathBuf,
     tasks: TaskTracker,
     me: Weak<BrokerInner>,
+    /// Set while anonymous memory is above the high watermark.
+    memory_alarm: std::sync::atomic::AtomicBool,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -160,6 +169,8 @@ impl Broker {
             offsets_dir,
             tasks: TaskTracker::new(),
             me: me.clone(),
+            memory_alarm: std::sync::atomic::AtomicBool::new(false),
+            stop: tokio_util::sync::CancellationToken::new(),
         });
         for v in &meta.vhosts {
             wlock(&inner.vhosts).insert(v.clone(), Arc::new(RwLock::new(VHostState::new(v))));
@@ -192,6 +203,14 @@ impl Broker {
             if !live_ids.contains(&key.queue) {
                 inner.store.delete_queue(key)?;
             }
+        }
+        if cfg.memory_high_watermark > 0.0 {
+            let watch = memory::watch(
+                Arc::downgrade(&inner),
+                cfg.memory_high_watermark,
+                inner.stop.clone(),
+            );
+            inner.tasks.spawn(watch);
         }
         tracing::info!(
             queues = meta.queues.len(),
@@ -297,6 +316,11 @@ impl Broker {
         Ok(())
     }
 
+    /// Why publishing is blocked right now (memory or disk alarm), if it is.
+    pub fn publishing_blocked(&self) -> Option<&'static str> {
+        self.inner.blocked_reason()
+    }
+
     /// The message store.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -312,6 +336,7 @@ impl Broker {
         for q in queues {
             let _ = q.ask(|reply| QueueCmd::Stop { reply }).await;
         }
+        self.inner.stop.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         let store = Arc::clone(&self.inner.store);
@@ -325,6 +350,16 @@ impl Broker {
 }
 
 impl BrokerInner {
+    fn blocked_reason(&self) -> Option<&'static str> {
+        if self.memory_alarm.load(Ordering::Acquire) {
+            Some("memory use above the high watermark")
+        } else if self.store.is_disk_low() {
+            Some("disk space below the low watermark")
+        } else {
+            None
+        }
+    }
+
     fn vhost(&self, name: &str) -> Option<VHostRef> {
         rlock(&self.vhosts).get(name).cloned()
     }
@@ -609,6 +644,11 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        if self.memory_alarm.load(Ordering::Relaxed) {
+            return Err(CoreError::Blocked(
+                "memory use above the high watermark".into(),
+            ));
+        }
         if queues.is_empty() {
             return Ok((Vec::new(), 0));
         }

@@ -407,11 +407,11 @@ impl Connection {
                     Flow::Continue
                 },
                 _ = alarm.tick() => {
-                    let low = self.broker.store().is_disk_low();
-                    if low != self.blocked {
-                        self.blocked = low;
-                        let reason = if low { "disk space below the low watermark" } else { "" };
-                        self.conn.push(0, wire::Flow { blocked: low, reason: reason.into() });
+                    let reason = self.broker.publishing_blocked();
+                    if reason.is_some() != self.blocked {
+                        self.blocked = reason.is_some();
+                        let text = reason.unwrap_or_default();
+                        self.conn.push(0, wire::Flow { blocked: self.blocked, reason: text.into() });
                     }
                     Flow::Continue
                 },
