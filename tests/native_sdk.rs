@@ -451,3 +451,125 @@ async fn a_wrong_password_is_refused() {
         Ok(_) => panic!("logged in with a wrong password"),
     }
 }
+
+#[tokio::test]
+async fn exclusive_auto_delete_and_expiring_queues() {
+    let b = TestBroker::start();
+    let owner = client(&b).await;
+    let other = client(&b).await;
+    owner
+        .admin()
+        .declare_queue(QueueOptions::new("mine").durable(false).exclusive(true))
+        .await
+        .unwrap();
+    match other.subscribe(ConsumerOptions::new("mine")).await {
+        Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::ResourceLocked),
+        other => panic!("expected ResourceLocked, got {:?}", other.map(|_| ())),
+    }
+    // The exclusive queue goes with its connection.
+    owner.close().await.unwrap();
+    let gone = |name: &'static str| {
+        let c = other.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match c
+                    .admin()
+                    .declare_queue(QueueOptions::new(name).durable(false).passive(true))
+                    .await
+                {
+                    Err(SdkError::Server {
+                        code: ErrorCode::NotFound,
+                        ..
+                    }) => return,
+                    _ => {
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "queue {name} still exists"
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    };
+    gone("mine").await;
+
+    // Auto-delete: deleted once its last consumer leaves.
+    other
+        .admin()
+        .declare_queue(QueueOptions::new("temp").durable(false).auto_delete(true))
+        .await
+        .unwrap();
+    let c2 = client(&b).await;
+    let cons = c2.subscribe(ConsumerOptions::new("temp")).await.unwrap();
+    cons.close().await.unwrap();
+    gone("temp").await;
+
+    // x-expires: deleted after being unused that long.
+    other
+        .admin()
+        .declare_queue(QueueOptions::new("brief").expires(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    gone("brief").await;
+}
+
+#[tokio::test]
+async fn replay_from_a_point_in_time() {
+    let b = TestBroker::start();
+    let c = client(&b).await;
+    c.admin().create_topic("log", 1).await.unwrap();
+    let p = c.producer();
+    for i in 0..5 {
+        p.send(&Destination::queue("log"), Message::new(format!("old{i}")))
+            .await
+            .unwrap();
+    }
+    // Store timestamps are milliseconds: let the clock move past the old messages.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..3 {
+        p.send(&Destination::queue("log"), Message::new(format!("new{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.offset_for_time("log", 0, cut).await.unwrap(), 5);
+    let mut r = c
+        .subscribe(
+            ConsumerOptions::new("log")
+                .group("since")
+                .start(StartPosition::Time(cut)),
+        )
+        .await
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(text(&next(&mut r).await), format!("new{i}"));
+    }
+    let mut all = c
+        .subscribe(
+            ConsumerOptions::new("log")
+                .group("all")
+                .start(StartPosition::Earliest),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&next(&mut all).await), "old0");
+    let mut latest = c
+        .subscribe(
+            ConsumerOptions::new("log")
+                .group("tail")
+                .start(StartPosition::Latest),
+        )
+        .await
+        .unwrap();
+    quiet(&mut latest, Duration::from_millis(200)).await;
+    p.send(&Destination::queue("log"), Message::new("fresh"))
+        .await
+        .unwrap();
+    assert_eq!(text(&next(&mut latest).await), "fresh");
+}
