@@ -63,19 +63,7 @@ async fn garbage_gets_an_error_frame_and_others_keep_working() {
     }
 
     // The well-behaved client still works.
-    good.send(Frame::new(
-        2,
-        wire::DeclareQueue {
-            name: "still-ok".into(),
-            partitions: 1,
-            durable: true,
-            exclusive: false,
-            auto_delete: false,
-            passive: false,
-            args: vec![],
-        },
-    ))
-    .await;
+    good.send(Frame::new(2, declare("still-ok"))).await;
     assert!(matches!(
         good.recv().await.map(|f| f.body),
         Some(Body::QueueDeclared(_))
@@ -150,19 +138,7 @@ async fn disk_low_watermark_blocks_publishers_with_flow_and_keeps_data() {
             c.hello("guest", "guest").await.body,
             Body::Welcome(_)
         ));
-        c.send(Frame::new(
-            2,
-            wire::DeclareQueue {
-                name: "kept".into(),
-                partitions: 1,
-                durable: true,
-                exclusive: false,
-                auto_delete: false,
-                passive: false,
-                args: vec![],
-            },
-        ))
-        .await;
+        c.send(Frame::new(2, declare("kept"))).await;
         assert!(matches!(
             c.recv().await.map(|f| f.body),
             Some(Body::QueueDeclared(_))
@@ -250,19 +226,7 @@ async fn memory_alarm_blocks_publishers_with_flow() {
         Some(Body::Flow(f)) => assert!(f.blocked && f.reason.contains("memory"), "{f:?}"),
         other => panic!("expected Flow, got {other:?}"),
     }
-    c.send(Frame::new(
-        2,
-        wire::DeclareQueue {
-            name: "q".into(),
-            partitions: 1,
-            durable: true,
-            exclusive: false,
-            auto_delete: false,
-            passive: false,
-            args: vec![],
-        },
-    ))
-    .await;
+    c.send(Frame::new(2, declare("q"))).await;
     assert!(
         matches!(c.recv().await.map(|f| f.body), Some(Body::QueueDeclared(_))),
         "declares still work"
@@ -271,5 +235,18 @@ async fn memory_alarm_blocks_publishers_with_flow() {
     match c.recv().await.map(|f| f.body) {
         Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::ResourceError),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A durable, one-partition queue declaration.
+fn declare(name: &str) -> wire::DeclareQueue {
+    wire::DeclareQueue {
+        name: name.into(),
+        partitions: 1,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        passive: false,
+        args: vec![],
     }
 }

@@ -35,6 +35,12 @@ pub(crate) struct FlushState {
     waiting: AtomicU64,
 }
 
+/// What one round of a wait found.
+enum Step {
+    Done(Result<()>),
+    Wait(event_listener::EventListener),
+}
+
 /// Counts a waiter for as long as it waits (also when an async wait is dropped).
 struct Waiting<'a>(&'a AtomicU64);
 
@@ -94,6 +100,20 @@ impl FlushState {
         }
     }
 
+    /// One round of a wait: over, or a listener armed before the last check (so no wake-up is
+    /// missed), with the flusher woken.
+    fn step(&self, end: u64) -> Step {
+        if let Some(r) = self.settled(end) {
+            return Step::Done(r);
+        }
+        let l = self.durable_changed.listen();
+        if let Some(r) = self.settled(end) {
+            return Step::Done(r);
+        }
+        self.work.notify(1);
+        Step::Wait(l)
+    }
+
     /// Blocks until everything below `end` is stored under the flush policy.
     pub(crate) fn wait_blocking(&self, end: u64) -> Result<()> {
         if let Some(r) = self.settled(end) {
@@ -101,15 +121,10 @@ impl FlushState {
         }
         let _w = Waiting::new(&self.waiting);
         loop {
-            if let Some(r) = self.settled(end) {
-                return r;
+            match self.step(end) {
+                Step::Done(r) => return r,
+                Step::Wait(l) => l.wait(),
             }
-            let l = self.durable_changed.listen();
-            if let Some(r) = self.settled(end) {
-                return r;
-            }
-            self.work.notify(1);
-            l.wait();
         }
     }
 
@@ -121,15 +136,10 @@ impl FlushState {
         }
         let _w = Waiting::new(&self.waiting);
         loop {
-            if let Some(r) = self.settled(end) {
-                return r;
+            match self.step(end) {
+                Step::Done(r) => return r,
+                Step::Wait(l) => l.await,
             }
-            let l = self.durable_changed.listen();
-            if let Some(r) = self.settled(end) {
-                return r;
-            }
-            self.work.notify(1);
-            l.await;
         }
     }
 }
