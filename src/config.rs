@@ -21,6 +21,8 @@ pub struct Config {
     pub store: StoreSection,
     /// The native protocol listener.
     pub native: ListenerSection,
+    /// The AMQP 0-9-1 listener.
+    pub amqp: AmqpSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -63,6 +65,34 @@ pub struct ListenerSection {
     pub listen: SocketAddr,
 }
 
+/// `[amqp]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest frame proposed and accepted (connection.tune frame-max), bytes.
+    pub frame_max: u32,
+    /// Highest channel number proposed (connection.tune channel-max).
+    pub channel_max: u16,
+    /// Heartbeat interval proposed, seconds (0 = none).
+    pub heartbeat_s: u16,
+}
+
+impl Default for AmqpSection {
+    fn default() -> Self {
+        AmqpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5672)),
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat_s: 60,
+        }
+    }
+}
+
 /// `[default_user]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +122,7 @@ impl Default for Config {
             shutdown_timeout_ms: 5000,
             store: StoreSection::default(),
             native: ListenerSection::default(),
+            amqp: AmqpSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -211,7 +242,7 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "default_user", "limits"];
+            let sections = ["store", "native", "amqp", "default_user", "limits"];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -31,6 +31,9 @@ enum Command {
         /// Native protocol listen address (overrides the file and JUNCTION_NATIVE_LISTEN).
         #[arg(long)]
         native_listen: Option<std::net::SocketAddr>,
+        /// AMQP 0-9-1 listen address (overrides the file and JUNCTION_AMQP_LISTEN).
+        #[arg(long)]
+        amqp_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
             native_listen,
+            amqp_listen,
         } => {
             let mut cfg = Config::load(config.as_deref(), std::env::vars())
                 .context("loading the configuration")?;
@@ -54,6 +58,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(a) = native_listen {
                 cfg.native.listen = a;
+            }
+            if let Some(a) = amqp_listen {
+                cfg.amqp.listen = a;
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -76,6 +76,42 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         ));
     }
 
+    if cfg.amqp.enabled {
+        let listener = TcpListener::bind(cfg.amqp.listen)
+            .await
+            .with_context(|| format!("binding the amqp listener on {}", cfg.amqp.listen))?;
+        let addr = listener.local_addr()?;
+        bound.push(("amqp", addr));
+        let settings = gateway::amqp::Settings {
+            frame_max: cfg.amqp.frame_max,
+            channel_max: cfg.amqp.channel_max,
+            heartbeat_s: cfg.amqp.heartbeat_s,
+            ..Default::default()
+        };
+        let (broker, stop2, tracker2, slots) = (
+            broker.clone(),
+            stop.clone(),
+            tracker.clone(),
+            Arc::clone(&slots),
+        );
+        tracker.spawn(accept_loop(
+            listener,
+            "amqp",
+            slots,
+            stop2.clone(),
+            tracker2,
+            move |stream, peer| {
+                gateway::amqp::serve(
+                    stream,
+                    peer,
+                    broker.clone(),
+                    stop2.clone(),
+                    settings.clone(),
+                )
+            },
+        ));
+    }
+
     let listeners: Vec<serde_json::Value> = bound
         .iter()
         .map(|(p, a)| serde_json::json!({"protocol": p, "address": a.to_string()}))

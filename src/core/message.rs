@@ -75,6 +75,10 @@ pub struct Properties {
     pub sharding_key: Option<String>,
     /// Everything else, in order.
     pub headers: Vec<(String, Value)>,
+    /// The AMQP 0-9-1 content header exactly as an AMQP publisher sent it (class id to the last
+    /// property), re-sent unchanged to AMQP consumers. `None` for messages from other protocols.
+    #[serde(default)]
+    pub amqp_header: Option<Bytes>,
 }
 
 impl Properties {

@@ -79,7 +79,7 @@ pub struct BrokerInner {
     metafile: MetaFile,
     pub(crate) next_delivery: AtomicU64,
     pub(crate) next_consumer: AtomicU64,
-    next_session: AtomicU64,
+    pub(crate) next_session: AtomicU64,
     offsets_dir: PathBuf,
     tasks: TaskTracker,
     me: Weak<BrokerInner>,

@@ -224,6 +224,11 @@ struct ConsumerEntry {
 /// One client session. Owned by one gateway task; not `Clone`.
 pub struct Session {
     pub(crate) id: u64,
+    /// Owner of the exclusive queues this session declares: its own id, or the id of the
+    /// connection session it was opened from (AMQP channels share their connection's).
+    owner: u64,
+    /// Whether closing this session deletes the owner's exclusive queues.
+    drops_exclusive: bool,
     broker: Arc<BrokerInner>,
     info: ClientInfo,
     grants: Grants,
@@ -262,6 +267,8 @@ impl Session {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Session {
             id,
+            owner: id,
+            drops_exclusive: true,
             broker,
             info,
             grants,
@@ -277,6 +284,27 @@ impl Session {
             next_tag: 1,
             closed: false,
         }
+    }
+
+    /// A new session for the same authenticated client (an AMQP channel): same user, vhost and
+    /// permissions, its own consumers, unacked deliveries and publish sequence. Exclusive queues
+    /// it declares belong to `self` (the connection) and outlive the new session; they are
+    /// deleted when `self` closes.
+    pub fn open_sibling(&self) -> Session {
+        let id = self
+            .broker
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut s = Session::new(
+            Arc::clone(&self.broker),
+            id,
+            self.info.clone(),
+            self.grants.clone(),
+            Arc::clone(&self.vhost),
+        );
+        s.owner = self.owner;
+        s.drops_exclusive = false;
+        s
     }
 
     /// Who this session is.
@@ -343,7 +371,7 @@ impl Session {
         }
         let q = self
             .broker
-            .declare_queue(&self.info.vhost, QueueDecl { name, ..d }, self.id)?;
+            .declare_queue(&self.info.vhost, QueueDecl { name, ..d }, self.owner)?;
         let stats = q.ask(|reply| QueueCmd::Stats { reply }).await?;
         Ok(QueueInfo {
             name: q.name.clone(),
@@ -403,7 +431,7 @@ impl Session {
 
     fn queue(&self, name: &str) -> CoreResult<Arc<QueueHandle>> {
         let q = self.broker.queue(&self.info.vhost, name)?;
-        if q.exclusive_owner.is_some_and(|o| o != self.id) {
+        if q.exclusive_owner.is_some_and(|o| o != self.owner) {
             return Err(CoreError::ResourceLocked(format!(
                 "queue '{name}' is exclusive to another connection"
             )));
@@ -724,7 +752,9 @@ impl Session {
                 let _ = q.tx.send(QueueCmd::Unsubscribe { id });
             }
         }
-        self.broker.drop_exclusive(self.id).await;
+        if self.drops_exclusive {
+            self.broker.drop_exclusive(self.owner).await;
+        }
     }
 }
 
@@ -742,8 +772,11 @@ impl Drop for Session {
                 let _ = q.tx.send(QueueCmd::Unsubscribe { id });
             }
         }
+        if !self.drops_exclusive {
+            return;
+        }
         let broker = Arc::clone(&self.broker);
-        let id = self.id;
+        let id = self.owner;
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(async move { broker.drop_exclusive(id).await });
         }

@@ -1,4 +1,5 @@
 //! One module per protocol: each maps a protocol session onto a [`crate::core::Session`] and
 //! keeps no queues, routing or messages of its own.
 
+pub mod amqp;
 pub mod native;

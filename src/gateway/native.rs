@@ -79,6 +79,7 @@ fn props_in(p: wire::Properties) -> Properties {
             .into_iter()
             .map(|(k, v)| (k, Value::Bytes(v)))
             .collect(),
+        amqp_header: None,
     }
 }
 

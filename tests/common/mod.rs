@@ -19,6 +19,8 @@ pub struct TestBroker {
     child: Option<Child>,
     /// Native listener address.
     pub native: SocketAddr,
+    /// AMQP 0-9-1 listener address.
+    pub amqp: SocketAddr,
     /// Data directory.
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -37,15 +39,22 @@ impl TestBroker {
     /// A broker on `dir` (kept after it stops), with extra `JUNCTION_*` settings.
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestBroker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
-        cmd.args(["serve", "--native-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
-            .env("JUNCTION_STORE_PRELOAD", "false")
-            .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--native-listen",
+            "127.0.0.1:0",
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
+        .env("JUNCTION_STORE_PRELOAD", "false")
+        .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -64,20 +73,29 @@ impl TestBroker {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(a) = line.strip_prefix("junction: native listening on ") {
-                    let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+                    let _ = tx.send(("native", a.parse::<SocketAddr>().unwrap()));
+                }
+                if let Some(a) = line.strip_prefix("junction: amqp listening on ") {
+                    let _ = tx.send(("amqp", a.parse::<SocketAddr>().unwrap()));
                 }
             }
         });
-        let native = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("broker did not start; logs:\n{}", logs.lock().unwrap());
+        let (mut native, mut amqp) = (None, None);
+        while native.is_none() || amqp.is_none() {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(("native", a)) => native = Some(a),
+                Ok((_, a)) => amqp = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("broker did not start; logs:\n{}", logs.lock().unwrap());
+                }
             }
-        };
+        }
+        let (native, amqp) = (native.unwrap(), amqp.unwrap());
         TestBroker {
             child: Some(child),
             native,
+            amqp,
             dir: dir.to_path_buf(),
             _tmp: None,
             logs,

@@ -1,0 +1,45 @@
+//! The AMQP 0-9-1 gateway: RabbitMQ clients on port 5672.
+//!
+//! - `connection`: the handshake (protocol header, PLAIN/AMQPLAIN, tune, open), heartbeats,
+//!   `connection.blocked`, channel 0 and routing frames to channels.
+//! - `channel` / `methods`: one task and one core [`crate::core::Session`] per channel:
+//!   exchanges, queues, consumers, publishes with confirms, returns and transactions.
+//! - `mapping`: basic properties and field tables <-> canonical properties and values.
+//! - `error`: core and codec errors as reply codes (channel or connection close).
+//!
+//! The gateway keeps no queues, routing or messages: only protocol state (delivery tags,
+//! pending confirms, a transaction's buffered publishes and acks).
+
+mod channel;
+mod connection;
+pub mod error;
+pub mod mapping;
+mod methods;
+
+use std::time::Duration;
+
+pub use connection::serve;
+
+/// Connection settings (`[amqp]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest frame the server proposes and accepts (connection.tune frame-max).
+    pub frame_max: u32,
+    /// Highest channel number the server proposes.
+    pub channel_max: u16,
+    /// Heartbeat interval the server proposes, in seconds (0 = none).
+    pub heartbeat_s: u16,
+    /// Time allowed from accept to connection.open-ok.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat_s: 60,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
