@@ -8,9 +8,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::TestBroker;
 use futures_lite::StreamExt;
-use junction_amqp::amq_protocol::protocol::{connection, AMQPClass};
+use junction_amqp::amq_protocol::protocol::{
+    basic, channel as chan, confirm, connection, queue, AMQPClass,
+};
 use junction_amqp::amq_protocol::types::{FieldTable as RawTable, LongString};
-use junction_amqp::{encode_method, FrameDecoder, FramePayload, PROTOCOL_HEADER};
+use junction_amqp::{
+    encode_content, encode_header_from_properties, encode_method, FrameDecoder, FramePayload,
+    PROTOCOL_HEADER,
+};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -267,8 +272,36 @@ impl Raw {
     }
 
     async fn send(&mut self, m: AMQPClass) {
+        self.send_on(0, m).await;
+    }
+
+    async fn send_on(&mut self, channel: u16, m: AMQPClass) {
         let mut out = BytesMut::new();
-        encode_method(0, &m, &mut out).unwrap();
+        encode_method(channel, &m, &mut out).unwrap();
+        self.s.write_all(&out).await.unwrap();
+    }
+
+    /// `basic.publish` to the default exchange with a body, on `channel`.
+    async fn publish(&mut self, channel: u16, rk: &str, body: &'static [u8]) {
+        self.send_on(
+            channel,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "".into(),
+                routing_key: rk.into(),
+                mandatory: false,
+                immediate: false,
+            })),
+        )
+        .await;
+        let body = Bytes::from_static(body);
+        let header = encode_header_from_properties(
+            60,
+            body.len() as u64,
+            &junction_amqp::BasicProperties::default(),
+        )
+        .unwrap();
+        let mut out = BytesMut::new();
+        encode_content(channel, &header, &body, 4096, &mut out).unwrap();
         self.s.write_all(&out).await.unwrap();
     }
 
@@ -390,4 +423,67 @@ async fn native_publish_is_consumed_over_amqp_and_back() {
         d.properties.content_type.as_deref(),
         Some("application/json")
     );
+}
+
+#[tokio::test]
+async fn publishes_refused_by_the_disk_alarm_are_nacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_in(
+        dir.path(),
+        &[("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807")],
+    );
+    // A raw client announces no connection.blocked capability, so it keeps publishing.
+    let mut raw = Raw::open(&b, 4096, 0).await;
+    raw.send_on(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
+        .await;
+    assert!(matches!(
+        raw.method().await,
+        Some(AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
+    ));
+    raw.send_on(
+        1,
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+            nowait: false,
+        })),
+    )
+    .await;
+    assert!(matches!(
+        raw.method().await,
+        Some(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
+    ));
+    raw.send_on(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: "full-disk".into(),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: RawTable::default(),
+        })),
+    )
+    .await;
+    assert!(matches!(
+        raw.method().await,
+        Some(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
+    ));
+    raw.publish(1, "full-disk", b"refused").await;
+    match raw.method().await {
+        Some(AMQPClass::Basic(basic::AMQPMethod::Nack(n))) => assert_eq!(n.delivery_tag, 1),
+        other => panic!("expected basic.nack, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_on_channel_0_is_a_504_connection_error() {
+    let b = TestBroker::start();
+    let mut raw = Raw::open(&b, 4096, 0).await;
+    raw.publish(0, "q", b"x").await;
+    match raw.method().await {
+        Some(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+            assert_eq!(c.reply_code, 504, "{}", c.reply_text.as_str())
+        }
+        other => panic!("expected connection.close, got {other:?}"),
+    }
 }

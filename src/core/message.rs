@@ -122,11 +122,47 @@ impl StoredMeta {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<StoredMeta> {
-        postcard::from_bytes(b).ok()
+        postcard::from_bytes(b).ok().or_else(|| {
+            // Records written before `Properties::amqp_header` existed end one field early:
+            // read them with that last field absent (postcard's `None` is one zero byte).
+            let mut old = b.to_vec();
+            old.push(0);
+            postcard::from_bytes(&old).ok()
+        })
     }
 }
 
 /// Hash of a tag, as kept in consume-queue entries (0 = no tag).
 pub fn tag_hash(tag: Option<&str>) -> u64 {
     tag.map_or(0, |t| xxhash_rust::xxh3::xxh3_64(t.as_bytes()).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_without_the_amqp_header_field_still_decode() {
+        let meta = StoredMeta {
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            properties: Properties {
+                content_type: Some("text/plain".into()),
+                ..Properties::default()
+            },
+        };
+        let mut b = meta.encode();
+        assert_eq!(b.pop(), Some(0), "a None amqp_header is the last byte");
+        let back = StoredMeta::decode(&b).expect("decodes");
+        assert_eq!(back.properties, meta.properties);
+        let with = StoredMeta {
+            properties: Properties {
+                amqp_header: Some(Bytes::from_static(b"raw")),
+                ..meta.properties.clone()
+            },
+            ..meta
+        };
+        let back = StoredMeta::decode(&with.encode()).expect("decodes");
+        assert_eq!(back.properties.amqp_header.as_deref(), Some(&b"raw"[..]));
+    }
 }

@@ -82,6 +82,8 @@ pub(super) struct Channel {
     pending: VecDeque<Pending>,
     tx: Option<Vec<TxOp>>,
     stopped: bool,
+    /// The client closed the channel: answer close-ok after the session is closed.
+    close_ok: bool,
 }
 
 /// Runs a channel until the client closes it, a channel error closes it, or the connection
@@ -108,6 +110,7 @@ pub async fn run(
         pending: VecDeque::new(),
         tx: None,
         stopped: false,
+        close_ok: false,
     };
     while !ch.stopped {
         tokio::select! {
@@ -136,7 +139,19 @@ pub async fn run(
         dropped += 1;
     }
     ch.ctx.inflight.fetch_sub(dropped, Ordering::AcqRel);
-    ch.session.close().await;
+    let Channel {
+        session,
+        out,
+        close_ok,
+        ..
+    } = ch;
+    session.close().await;
+    if close_ok {
+        let mut b = BytesMut::new();
+        if encode_method(id, &junction_amqp::channel_close_ok(), &mut b).is_ok() {
+            let _ = out.send(Out::Frames(b.freeze()));
+        }
+    }
 }
 
 impl Channel {
@@ -181,7 +196,8 @@ impl Channel {
                 None => self.publish(*c),
             },
             ChanIn::Close => {
-                self.method(&junction_amqp::channel_close_ok());
+                // close-ok goes out once the session is closed (unacked messages requeued).
+                self.close_ok = true;
                 self.stopped = true;
                 Ok(())
             }

@@ -385,10 +385,12 @@ struct Connection {
 impl Connection {
     async fn run(&mut self, shutdown: CancellationToken) {
         let mut assembler = Assembler::default();
-        let period = if self.heartbeat > 0 {
-            Duration::from_millis(u64::from(self.heartbeat) * 500)
-        } else {
+        // Half the heartbeat interval, and at least every second for the alarm check.
+        let period = Duration::from_millis((u64::from(self.heartbeat) * 500).clamp(1, 1000));
+        let period = if self.heartbeat == 0 {
             Duration::from_secs(1)
+        } else {
+            period
         };
         let mut tick = tokio::time::interval(period);
         while !self.done {
@@ -452,6 +454,11 @@ impl Connection {
             let hb = Duration::from_secs(u64::from(self.heartbeat));
             if self.conn.last_send.elapsed() >= hb / 2 && self.conn.wbuf.is_empty() {
                 self.conn.wbuf.extend_from_slice(&HEARTBEAT_FRAME);
+            }
+            // A client told connection.blocked may stop writing altogether (lapin does):
+            // missed heartbeats do not count while it is blocked, as in RabbitMQ.
+            if self.blocked {
+                self.last_recv = Instant::now();
             }
             if self.last_recv.elapsed() > hb * 2 {
                 tracing::info!("missed heartbeats from the client: closing");

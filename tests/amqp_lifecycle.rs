@@ -1,0 +1,179 @@
+//! AMQP 0-9-1 end to end: authentication mechanisms, alarms (connection.blocked and nacks),
+//! per-consumer qos, recover, and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestBroker;
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect_uri(uri: &str) -> Connection {
+    tokio::time::timeout(
+        WAIT,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+async fn connect(b: &TestBroker) -> Connection {
+    connect_uri(&format!("amqp://guest:guest@{}/%2f", b.amqp)).await
+}
+
+async fn declare(ch: &Channel, name: &str) -> String {
+    ch.queue_declare(name.into(), Default::default(), FieldTable::default())
+        .await
+        .expect("queue.declare")
+        .name()
+        .to_string()
+}
+
+async fn publish(ch: &Channel, rk: &str, body: &[u8]) {
+    ch.basic_publish(
+        "".into(),
+        rk.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+}
+
+async fn consumer(ch: &Channel, q: &str) -> lapin::Consumer {
+    ch.basic_consume(
+        q.into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("consume")
+}
+
+async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
+    tokio::time::timeout(WAIT, c.next())
+        .await
+        .expect("a delivery in time")
+        .expect("stream open")
+        .expect("delivery ok")
+}
+
+async fn nothing(c: &mut lapin::Consumer, ms: u64) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(ms), c.next())
+            .await
+            .is_err(),
+        "unexpected delivery"
+    );
+}
+
+#[tokio::test]
+async fn amqplain_login_works() {
+    let b = TestBroker::start();
+    let c = connect_uri(&format!(
+        "amqp://guest:guest@{}/%2f?auth_mechanism=amqplain",
+        b.amqp
+    ))
+    .await;
+    let ch = c.create_channel().await.unwrap();
+    assert!(!declare(&ch, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn disk_alarm_sends_connection_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_in(
+        dir.path(),
+        &[("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807")],
+    );
+    let c = connect(&b).await;
+    let mut events = c.events_listener();
+    let blocked = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = events.next().await {
+            if let Event::ConnectionBlocked(reason) = ev {
+                return reason;
+            }
+        }
+        panic!("events ended");
+    })
+    .await
+    .expect("connection.blocked in time");
+    assert!(blocked.contains("disk"), "{blocked}");
+    assert!(c.status().connected());
+}
+
+#[tokio::test]
+async fn qos_applies_to_consumers_created_after_it() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q1 = declare(&ch, "before-qos").await;
+    let q2 = declare(&ch, "after-qos").await;
+    for i in 0..4u8 {
+        publish(&ch, &q1, &[i]).await;
+        publish(&ch, &q2, &[i]).await;
+    }
+    let mut unlimited = consumer(&ch, &q1).await;
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut limited = consumer(&ch, &q2).await;
+    for _ in 0..4 {
+        next(&mut unlimited).await;
+    }
+    next(&mut limited).await;
+    nothing(&mut limited, 300).await;
+}
+
+#[tokio::test]
+async fn recover_requeues_unacked_deliveries() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "recover").await;
+    publish(&ch, &q, b"r").await;
+    let mut cons = consumer(&ch, &q).await;
+    let d = next(&mut cons).await;
+    assert!(!d.redelivered);
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
+    let d = next(&mut cons).await;
+    assert!(d.redelivered);
+    d.ack(BasicAckOptions::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_with_320() {
+    let mut b = TestBroker::start();
+    let c = connect(&b).await;
+    let mut events = c.events_listener();
+    let ch = c.create_channel().await.unwrap();
+    declare(&ch, "").await;
+    let st = tokio::task::spawn_blocking(move || {
+        let st = b.stop();
+        (b, st)
+    });
+    let err = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = events.next().await {
+            if let Event::Error(e) = ev {
+                return e;
+            }
+        }
+        panic!("events ended");
+    })
+    .await
+    .expect("an error event in time");
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => assert_eq!(e.get_id(), 320, "{e}"),
+        other => panic!("expected connection.close 320, got {other:?}"),
+    }
+    let (_b, st) = st.await.unwrap();
+    assert!(st.success());
+}
