@@ -475,5 +475,11 @@ async fn reject_dead_letters() {
         .await
         .unwrap();
     let mut dc = consumer(&ch, &dead, true).await;
-    assert_eq!(next(&mut dc).await.data, b"bad");
+    let d = next(&mut dc).await;
+    assert_eq!(d.data, b"bad");
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    assert_eq!(
+        headers.inner().get("x-first-death-reason"),
+        Some(&AMQPValue::LongString("rejected".into()))
+    );
 }

@@ -404,6 +404,8 @@ impl Ctx {
         };
         let mut props = meta.properties.clone();
         props.ttl_ms = None; // the per-message TTL is removed on dead-lettering, as RabbitMQ does
+                             // The properties change: AMQP consumers get a header built from them, not the original.
+        props.amqp_header = None;
         for (k, v) in [
             ("x-first-death-reason", reason),
             ("x-first-death-queue", self.q.name.as_str()),

@@ -201,27 +201,37 @@ pub async fn serve(
     .await;
 }
 
-async fn handshake(
-    conn: &mut Conn,
-    broker: &Broker,
-    settings: &Settings,
-) -> Result<Option<Opened>, AmqpError> {
+/// Reads the protocol header: `Ok(true)` for 0-9-1; anything else is answered with the
+/// 0-9-1 header and the socket is closed (`Ok(false)`, as at EOF).
+async fn protocol_header(conn: &mut Conn) -> bool {
     loop {
         match parse_protocol_header(&conn.rbuf) {
-            HeaderCheck::Supported => break,
+            HeaderCheck::Supported => {
+                let _ = conn.rbuf.split_to(junction_amqp::PROTOCOL_HEADER_LEN);
+                return true;
+            }
             HeaderCheck::Incomplete => match conn.stream.read_buf(&mut conn.rbuf).await {
-                Ok(0) | Err(_) => return Ok(None),
+                Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             },
             HeaderCheck::Unsupported { .. } => {
                 tracing::info!(peer = %conn.peer, "not an AMQP 0-9-1 protocol header");
                 let _ = conn.stream.write_all(&PROTOCOL_HEADER).await;
                 let _ = conn.stream.shutdown().await;
-                return Ok(None);
+                return false;
             }
         }
     }
-    let _ = conn.rbuf.split_to(junction_amqp::PROTOCOL_HEADER_LEN);
+}
+
+async fn handshake(
+    conn: &mut Conn,
+    broker: &Broker,
+    settings: &Settings,
+) -> Result<Option<Opened>, AmqpError> {
+    if !protocol_header(conn).await {
+        return Ok(None);
+    }
     let version = env!("CARGO_PKG_VERSION");
     conn.method(
         0,
@@ -235,8 +245,39 @@ async fn handshake(
         return Err(unexpected("connection.start-ok"));
     };
     let (user, password) = credentials(&start_ok)?;
-    let blocked_cap = capability(&start_ok.client_properties, "connection.blocked");
+    let Some(tune) = tune(conn, settings).await? else {
+        return Ok(None);
+    };
+    let Some(m) = conn.method_in().await? else {
+        return Ok(None);
+    };
+    let connection::AMQPMethod::Open(open) = m else {
+        return Err(unexpected("connection.open"));
+    };
+    let vhost = open.virtual_host.as_str();
     let client_id = client_name(&start_ok.client_properties);
+    let root = broker
+        .connect(&user, &password, vhost, Some(conn.peer), "amqp", &client_id)
+        .map_err(|e| login_refused(&e, vhost, &user, start_ok.mechanism.as_str()))?;
+    conn.method(
+        0,
+        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+    );
+    conn.flush().await.map_err(|_| io_closed())?;
+    Ok(Some(Opened {
+        root,
+        frame_max: tune.frame_max,
+        channel_max: tune.channel_max,
+        heartbeat: tune.heartbeat,
+        blocked_cap: capability(&start_ok.client_properties, "connection.blocked"),
+    }))
+}
+
+/// connection.tune / tune-ok: the negotiated limits (the client's frame-max is checked).
+async fn tune(
+    conn: &mut Conn,
+    settings: &Settings,
+) -> Result<Option<connection::TuneOk>, AmqpError> {
     conn.method(
         0,
         &junction_amqp::connection_tune(
@@ -249,10 +290,10 @@ async fn handshake(
     let Some(m) = conn.method_in().await? else {
         return Ok(None);
     };
-    let connection::AMQPMethod::TuneOk(tune) = m else {
+    let connection::AMQPMethod::TuneOk(mut tune) = m else {
         return Err(unexpected("connection.tune-ok"));
     };
-    let frame_max = match tune.frame_max {
+    tune.frame_max = match tune.frame_max {
         0 => settings.frame_max,
         n if n < 4096 || n > settings.frame_max => {
             return Err(AmqpError::new(
@@ -267,50 +308,39 @@ async fn handshake(
         }
         n => n,
     };
-    let channel_max = match tune.channel_max {
+    tune.channel_max = match tune.channel_max {
         0 => settings.channel_max,
         n => n.min(settings.channel_max),
     };
-    conn.decoder = FrameDecoder::new(frame_max);
-    let Some(m) = conn.method_in().await? else {
-        return Ok(None);
-    };
-    let connection::AMQPMethod::Open(open) = m else {
-        return Err(unexpected("connection.open"));
-    };
-    let vhost = open.virtual_host.as_str();
-    let root = broker
-        .connect(&user, &password, vhost, Some(conn.peer), "amqp", &client_id)
-        .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("vhost") {
-                AmqpError::new(
-                    rc::NOT_ALLOWED,
-                    format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'"),
-                    10,
-                    40,
-                )
-            } else {
-                AmqpError::new(
-                    rc::ACCESS_REFUSED,
-                    format!("ACCESS_REFUSED - Login was refused using authentication mechanism {}. For details see the broker logfile.", start_ok.mechanism.as_str()),
-                    0,
-                    0,
-                )
-            }
-        })?;
-    conn.method(
-        0,
-        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
-    );
-    conn.flush().await.map_err(|_| io_closed())?;
-    Ok(Some(Opened {
-        root,
-        frame_max,
-        channel_max,
-        heartbeat: tune.heartbeat,
-        blocked_cap,
-    }))
+    conn.decoder = FrameDecoder::new(tune.frame_max);
+    Ok(Some(tune))
+}
+
+/// A refused login: 530 for the vhost, else 403 as RabbitMQ's authentication_failure_close.
+fn login_refused(
+    e: &crate::core::CoreError,
+    vhost: &str,
+    user: &str,
+    mechanism: &str,
+) -> AmqpError {
+    if e.to_string().contains("vhost") {
+        AmqpError::new(
+            rc::NOT_ALLOWED,
+            format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'"),
+            10,
+            40,
+        )
+    } else {
+        AmqpError::new(
+            rc::ACCESS_REFUSED,
+            format!(
+                "ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. \
+                 For details see the broker logfile."
+            ),
+            0,
+            0,
+        )
+    }
 }
 
 fn io_closed() -> AmqpError {
