@@ -86,6 +86,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             frame_max: cfg.amqp.frame_max,
             channel_max: cfg.amqp.channel_max,
             heartbeat_s: cfg.amqp.heartbeat_s,
+            max_message_size: cfg.store.max_record_size,
             ..Default::default()
         };
         let (broker, stop2, tracker2, slots) = (

@@ -487,3 +487,38 @@ async fn publish_on_channel_0_is_a_504_connection_error() {
         other => panic!("expected connection.close, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_message_over_the_record_limit_closes_the_channel_with_406() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_in(dir.path(), &[("JUNCTION_STORE_MAX_RECORD_SIZE", "65536")]);
+    let c = connect(&b).await;
+    let ch = channel(&c).await;
+    let q = declare(&ch, "limited", Default::default(), FieldTable::default()).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let big = vec![7u8; 200_000];
+    let r = match ch
+        .basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            &big,
+            BasicProperties::default(),
+        )
+        .await
+    {
+        Ok(pc) => tokio::time::timeout(WAIT, pc)
+            .await
+            .expect("an answer in time"),
+        Err(e) => Err(e),
+    };
+    let e = r.expect_err("refused");
+    assert_eq!(code(&e), Some(406), "{e}");
+    assert!(c.status().connected());
+    let ch2 = channel(&c).await;
+    publish(&ch2, &q, b"small").await;
+    let mut cons = consume(&ch2, &q).await;
+    assert_eq!(next(&mut cons).await.data, b"small");
+}

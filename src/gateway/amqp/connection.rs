@@ -180,6 +180,7 @@ pub async fn serve(
                 inflight: Arc::new(AtomicUsize::new(0)),
             },
             root: opened.root,
+            max_message_size: settings.max_message_size,
             channels: HashMap::new(),
             tasks: Vec::new(),
             out_tx,
@@ -400,6 +401,7 @@ struct Connection {
     broker: Broker,
     ctx: ChanCtx,
     root: Session,
+    max_message_size: u64,
     channels: HashMap<u16, ChanState>,
     tasks: Vec<JoinHandle<()>>,
     out_tx: mpsc::UnboundedSender<Out>,
@@ -414,7 +416,7 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, shutdown: CancellationToken) {
-        let mut assembler = Assembler::default();
+        let mut assembler = Assembler::new(self.max_message_size);
         // Half the heartbeat interval, and at least every second for the alarm check.
         let period = Duration::from_millis((u64::from(self.heartbeat) * 500).clamp(1, 1000));
         let period = if self.heartbeat == 0 {
@@ -531,6 +533,9 @@ impl Connection {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(AmqpError::frame(&e)),
             };
+            if self.discarded(&frame) {
+                continue;
+            }
             let ev = match assembler.push(frame) {
                 Ok(Some(ev)) => ev,
                 Ok(None) => continue,
@@ -554,6 +559,20 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether a frame is for a channel the server is closing: everything but its
+    /// `channel.close` / `close-ok` is dropped until the client's close-ok (the spec's rule).
+    fn discarded(&self, frame: &Frame) -> bool {
+        if !matches!(self.channels.get(&frame.channel), Some(ChanState::Closing)) {
+            return false;
+        }
+        !matches!(
+            frame.payload,
+            junction_amqp::FramePayload::Method(AMQPClass::Channel(
+                channel::AMQPMethod::Close(_) | channel::AMQPMethod::CloseOk(_)
+            ))
+        )
     }
 
     /// A channel error the connection found (codec-level, e.g. a message too large).

@@ -31,6 +31,9 @@ pub struct Settings {
     pub heartbeat_s: u16,
     /// Time allowed from accept to connection.open-ok.
     pub handshake_timeout: Duration,
+    /// Largest message body accepted (the store's largest record): a larger one is refused
+    /// from its content header, before its body is buffered (406 channel error).
+    pub max_message_size: u64,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             channel_max: 2047,
             heartbeat_s: 60,
             handshake_timeout: Duration::from_secs(10),
+            max_message_size: 4 << 20,
         }
     }
 }
