@@ -1,0 +1,289 @@
+//! AMQP 0-9-1 end to end: exchange-to-exchange bindings, passive declares, purge, conditional
+//! deletes, exclusive consumers, multiple acks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestBroker;
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect(b: &TestBroker) -> Connection {
+    let uri = format!("amqp://guest:guest@{}/%2f", b.amqp);
+    tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+fn code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => Some(a.get_id()),
+        _ => None,
+    }
+}
+
+async fn declare(ch: &Channel, name: &str) -> String {
+    ch.queue_declare(name.into(), Default::default(), FieldTable::default())
+        .await
+        .expect("queue.declare")
+        .name()
+        .to_string()
+}
+
+async fn publish(ch: &Channel, x: &str, rk: &str, body: &[u8]) {
+    ch.basic_publish(
+        x.into(),
+        rk.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+}
+
+async fn consumer(ch: &Channel, q: &str, no_ack: bool) -> lapin::Consumer {
+    ch.basic_consume(
+        q.into(),
+        "".into(),
+        BasicConsumeOptions {
+            no_ack,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("consume")
+}
+
+async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
+    tokio::time::timeout(WAIT, c.next())
+        .await
+        .expect("a delivery in time")
+        .expect("stream open")
+        .expect("delivery ok")
+}
+
+async fn ready(ch: &Channel, q: &str) -> u32 {
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive declare")
+    .message_count()
+}
+
+#[tokio::test]
+async fn exchange_to_exchange_binding_routes() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    for (x, kind) in [("src", ExchangeKind::Topic), ("dst", ExchangeKind::Fanout)] {
+        ch.exchange_declare(
+            x.into(),
+            kind,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.exchange_bind(
+        "dst".into(),
+        "src".into(),
+        "a.*".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let q = declare(&ch, "e2e").await;
+    ch.queue_bind(
+        q.as_str().into(),
+        "dst".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    publish(&ch, "src", "a.b", b"through").await;
+    publish(&ch, "src", "b.b", b"not").await;
+    let mut cons = consumer(&ch, &q, true).await;
+    assert_eq!(next(&mut cons).await.data, b"through");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), cons.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn passive_declare_of_a_missing_queue_is_404() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let e = ch
+        .queue_declare(
+            "missing".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("not found");
+    assert_eq!(code(&e), Some(404), "{e}");
+    let ch = c.create_channel().await.unwrap();
+    let e = ch
+        .exchange_declare(
+            "nope".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("not found");
+    assert_eq!(code(&e), Some(404), "{e}");
+}
+
+#[tokio::test]
+async fn purge_and_conditional_deletes() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "purged").await;
+    for _ in 0..3 {
+        publish(&ch, "", &q, b"x").await;
+    }
+    tokio::time::timeout(WAIT, async {
+        while ready(&ch, &q).await < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let e = ch
+        .queue_delete(
+            q.as_str().into(),
+            QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("not empty");
+    assert_eq!(code(&e), Some(406), "{e}");
+    let ch = c.create_channel().await.unwrap();
+    assert_eq!(
+        ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .unwrap(),
+        3
+    );
+    ch.queue_delete(
+        q.as_str().into(),
+        QueueDeleteOptions {
+            if_empty: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    ch.exchange_declare(
+        "used".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let q = declare(&ch, "bound").await;
+    ch.queue_bind(
+        q.as_str().into(),
+        "used".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let e = ch
+        .exchange_delete(
+            "used".into(),
+            ExchangeDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("in use");
+    assert_eq!(code(&e), Some(406), "{e}");
+}
+
+#[tokio::test]
+async fn exclusive_consume_on_a_consumed_queue_is_403() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "shared").await;
+    let _first = consumer(&ch, &q, true).await;
+    let ch2 = c.create_channel().await.unwrap();
+    let e = ch2
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&e), Some(403), "{e}");
+}
+
+#[tokio::test]
+async fn multiple_ack_settles_every_earlier_delivery() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "multi").await;
+    for i in 0..3u8 {
+        publish(&ch, "", &q, &[i]).await;
+    }
+    let mut cons = consumer(&ch, &q, false).await;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(next(&mut cons).await);
+    }
+    last.unwrap()
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    // Closing the channel would requeue anything unacked: nothing must come back.
+    ch.close(200, "bye".into()).await.unwrap();
+    let ch = c.create_channel().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ready(&ch, &q).await, 0);
+}
