@@ -287,3 +287,42 @@ async fn multiple_ack_settles_every_earlier_delivery() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ready(&ch, &q).await, 0);
 }
+
+#[tokio::test]
+async fn an_exclusive_consumer_keeps_others_out_until_it_cancels() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "solo").await;
+    let excl = BasicConsumeOptions {
+        exclusive: true,
+        no_ack: true,
+        ..Default::default()
+    };
+    let first = ch
+        .basic_consume(
+            q.as_str().into(),
+            "only".into(),
+            excl,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let ch2 = c.create_channel().await.unwrap();
+    let e = ch2
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&e), Some(403), "{e}");
+    ch.basic_cancel("only".into(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    drop(first);
+    let ch3 = c.create_channel().await.unwrap();
+    let _second = consumer(&ch3, &q, true).await;
+}

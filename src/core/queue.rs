@@ -78,6 +78,9 @@ pub struct ConsumeSpec {
     pub exclusive_partitions: bool,
     /// The consumer tag (generated if empty).
     pub tag: String,
+    /// The only consumer of the queue (AMQP exclusive consume): refused while the queue has
+    /// consumers, and other consumers are refused while it lasts.
+    pub exclusive: bool,
 }
 
 /// Queue counters.
@@ -272,6 +275,8 @@ pub(crate) struct Actor {
     offsets_path: PathBuf,
     dirty: bool,
     had_consumer: bool,
+    /// The queue's exclusive consumer, if it has one.
+    exclusive_consumer: Option<ConsumerId>,
     last_used: Instant,
 }
 
@@ -449,6 +454,7 @@ impl Actor {
             offsets_path,
             dirty: false,
             had_consumer: false,
+            exclusive_consumer: None,
             last_used: Instant::now(),
         };
         let saved: HashMap<String, Vec<SavedCursor>> = if a.ctx.q.def.durable {
@@ -615,6 +621,13 @@ impl Actor {
         spec: ConsumeSpec,
         sink: mpsc::UnboundedSender<SessionEvent>,
     ) -> CoreResult<Vec<u16>> {
+        let consumed = self.groups.values().any(|g| !g.members.is_empty());
+        if self.exclusive_consumer.is_some() || (spec.exclusive && consumed) {
+            return Err(CoreError::AccessRefused(format!(
+                "queue '{}' in exclusive use",
+                spec.queue
+            )));
+        }
         let group = self.group_with(&spec.group, spec.start, None);
         if !group.members.is_empty() && group.exclusive_partitions != spec.exclusive_partitions {
             return Err(CoreError::PreconditionFailed(format!(
@@ -637,6 +650,9 @@ impl Actor {
             },
         );
         self.had_consumer = true;
+        if spec.exclusive {
+            self.exclusive_consumer = Some(id);
+        }
         self.last_used = Instant::now();
         self.rebalance(&spec.group);
         Ok(self.assigned(&spec.group, id))
@@ -712,6 +728,9 @@ impl Actor {
         let Some(c) = self.consumers.remove(&id) else {
             return;
         };
+        if self.exclusive_consumer == Some(id) {
+            self.exclusive_consumer = None;
+        }
         if let Some(g) = self.groups.get_mut(&c.group) {
             g.members.retain(|m| *m != id);
             for cur in &mut g.parts {

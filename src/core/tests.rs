@@ -51,6 +51,7 @@ fn spec(queue: &str) -> ConsumeSpec {
         start: StartFrom::Committed,
         exclusive_partitions: false,
         tag: String::new(),
+        exclusive: false,
     }
 }
 

@@ -687,6 +687,7 @@ impl Connection {
                 start: start_in(s.start),
                 exclusive_partitions: s.exclusive_partitions,
                 tag: tag.clone(),
+                exclusive: false,
             })
             .await?;
         self.consumers.insert(cid, tag.clone());

@@ -266,11 +266,6 @@ impl Channel {
 
     async fn consume(&mut self, c: basic::Consume) -> Result<(), crate::core::CoreError> {
         let queue = self.queue_name(&c.queue);
-        if c.exclusive && self.session.queue_info(&queue).await?.consumers > 0 {
-            return Err(crate::core::CoreError::AccessRefused(format!(
-                "queue '{queue}' in exclusive use"
-            )));
-        }
         let tag = if c.consumer_tag.as_str().is_empty() {
             format!("amq.ctag-{:016x}", rand::random::<u64>())
         } else {
@@ -291,6 +286,7 @@ impl Channel {
                 start: StartFrom::Committed,
                 exclusive_partitions: false,
                 tag,
+                exclusive: c.exclusive,
             })
             .await?;
         self.consumers.push(tag.to_string());
