@@ -177,3 +177,61 @@ async fn shutdown_closes_connections_with_320() {
     let (_b, st) = st.await.unwrap();
     assert!(st.success());
 }
+
+#[tokio::test]
+async fn an_unknown_vhost_is_530() {
+    let b = TestBroker::start();
+    let uri = format!("amqp://guest:guest@{}/nowhere", b.amqp);
+    let r = tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("answer in time");
+    let Err(e) = r else {
+        panic!("the connection was accepted")
+    };
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => assert_eq!(a.get_id(), 530, "{a}"),
+        other => panic!("expected connection.close 530, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn five_thousand_confirmed_messages_arrive_in_order() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = c.create_channel().await.unwrap();
+    let q = declare(&ch, "bulk").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let reader = c.create_channel().await.unwrap();
+    reader
+        .basic_qos(100, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut cons = consumer(&reader, &q).await;
+    let n = 5000u32;
+    for i in 0..n {
+        ch.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            &i.to_be_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let returned = tokio::time::timeout(WAIT, ch.wait_for_confirms())
+        .await
+        .expect("confirms in time")
+        .unwrap();
+    assert!(returned.is_empty());
+    for i in 0..n {
+        let d = next(&mut cons).await;
+        assert_eq!(d.data, i.to_be_bytes());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+}

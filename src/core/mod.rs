@@ -240,17 +240,7 @@ impl Broker {
         };
         let grants = {
             let meta = lock(&self.inner.meta);
-            let u = meta
-                .users
-                .iter()
-                .find(|u| u.name == user)
-                .ok_or_else(|| refused("unknown user or bad password"))?;
-            if !auth::verify_password(&u.password_hash, password) {
-                return Err(refused("unknown user or bad password"));
-            }
-            if u.loopback_only && !auth::is_loopback(peer.map(|p| p.ip())) {
-                return Err(refused("user may only connect from localhost"));
-            }
+            Self::check_user(&meta, user, password, peer).map_err(&refused)?;
             if !meta.vhosts.iter().any(|v| v == vhost) {
                 return Err(refused("no such vhost"));
             }
@@ -271,6 +261,45 @@ impl Broker {
         };
         let vh = self.inner.vhost_or_err(vhost)?;
         Ok(Session::new(Arc::clone(&self.inner), id, info, grants, vh))
+    }
+
+    /// Checks a user's credentials (and the loopback-only restriction) without opening a
+    /// session: for protocols that authenticate before they name the vhost (AMQP's start-ok).
+    ///
+    /// # Errors
+    /// `AccessRefused` as [`Broker::connect`].
+    pub fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+    ) -> CoreResult<()> {
+        let meta = lock(&self.inner.meta);
+        Self::check_user(&meta, user, password, peer).map_err(|why| {
+            tracing::info!(user, protocol, peer = ?peer, why, "authentication refused");
+            CoreError::AccessRefused(format!("login refused for user '{user}': {why}"))
+        })
+    }
+
+    fn check_user(
+        meta: &Metadata,
+        user: &str,
+        password: &str,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), &'static str> {
+        let u = meta
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .ok_or("unknown user or bad password")?;
+        if !auth::verify_password(&u.password_hash, password) {
+            return Err("unknown user or bad password");
+        }
+        if u.loopback_only && !auth::is_loopback(peer.map(|p| p.ip())) {
+            return Err("user may only connect from localhost");
+        }
+        Ok(())
     }
 
     /// Adds or replaces a user (password stored as a RabbitMQ-format hash).

@@ -246,6 +246,10 @@ async fn handshake(
         return Err(unexpected("connection.start-ok"));
     };
     let (user, password) = credentials(&start_ok)?;
+    // Refused logins are closed right after start-ok (authentication_failure_close).
+    broker
+        .authenticate(&user, &password, Some(conn.peer), "amqp")
+        .map_err(|_| auth_refused(start_ok.mechanism.as_str()))?;
     let Some(tune) = tune(conn, settings).await? else {
         return Ok(None);
     };
@@ -259,7 +263,7 @@ async fn handshake(
     let client_id = client_name(&start_ok.client_properties);
     let root = broker
         .connect(&user, &password, vhost, Some(conn.peer), "amqp", &client_id)
-        .map_err(|e| login_refused(&e, vhost, &user, start_ok.mechanism.as_str()))?;
+        .map_err(|e| vhost_refused(&e, vhost, &user))?;
     conn.method(
         0,
         &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
@@ -317,31 +321,28 @@ async fn tune(
     Ok(Some(tune))
 }
 
-/// A refused login: 530 for the vhost, else 403 as RabbitMQ's authentication_failure_close.
-fn login_refused(
-    e: &crate::core::CoreError,
-    vhost: &str,
-    user: &str,
-    mechanism: &str,
-) -> AmqpError {
-    if e.to_string().contains("vhost") {
-        AmqpError::new(
-            rc::NOT_ALLOWED,
-            format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'"),
-            10,
-            40,
-        )
-    } else {
-        AmqpError::new(
-            rc::ACCESS_REFUSED,
-            format!(
-                "ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. \
-                 For details see the broker logfile."
-            ),
-            0,
-            0,
-        )
-    }
+/// A refused login: 403, as RabbitMQ's authentication_failure_close.
+fn auth_refused(mechanism: &str) -> AmqpError {
+    AmqpError::new(
+        rc::ACCESS_REFUSED,
+        format!(
+            "ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. \
+             For details see the broker logfile."
+        ),
+        0,
+        0,
+    )
+}
+
+/// The vhost refused to an authenticated user (unknown, or no permissions): 530.
+fn vhost_refused(e: &crate::core::CoreError, vhost: &str, user: &str) -> AmqpError {
+    tracing::info!(error = %e, "amqp vhost refused");
+    AmqpError::new(
+        rc::NOT_ALLOWED,
+        format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'"),
+        10,
+        40,
+    )
 }
 
 fn io_closed() -> AmqpError {
