@@ -283,6 +283,17 @@ impl Raw {
 
     /// `basic.publish` to the default exchange with a body, on `channel`.
     async fn publish(&mut self, channel: u16, rk: &str, body: &'static [u8]) {
+        let header = encode_header_from_properties(
+            60,
+            body.len() as u64,
+            &junction_amqp::BasicProperties::default(),
+        )
+        .unwrap();
+        self.publish_raw(channel, rk, header, body).await;
+    }
+
+    /// `basic.publish` with a content header given as its raw payload.
+    async fn publish_raw(&mut self, channel: u16, rk: &str, header: Bytes, body: &'static [u8]) {
         self.send_on(
             channel,
             AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
@@ -294,15 +305,39 @@ impl Raw {
         )
         .await;
         let body = Bytes::from_static(body);
-        let header = encode_header_from_properties(
-            60,
-            body.len() as u64,
-            &junction_amqp::BasicProperties::default(),
-        )
-        .unwrap();
         let mut out = BytesMut::new();
         encode_content(channel, &header, &body, 4096, &mut out).unwrap();
         self.s.write_all(&out).await.unwrap();
+    }
+
+    /// The next content header's raw payload, skipping other frames.
+    async fn content_header(&mut self) -> Bytes {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.dec.decode(&mut self.buf).unwrap() {
+                    Some(f) => {
+                        if let FramePayload::Header(h) = f.payload {
+                            return h.raw;
+                        }
+                    }
+                    None => {
+                        assert!(self.s.read_buf(&mut self.buf).await.unwrap() > 0, "EOF");
+                    }
+                }
+            }
+        })
+        .await
+        .expect("a content header in time")
+    }
+
+    /// Opens channel 1.
+    async fn open_channel(&mut self) {
+        self.send_on(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
+            .await;
+        assert!(matches!(
+            self.method().await,
+            Some(AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
+        ));
     }
 
     /// The next method, skipping heartbeats; `None` at EOF.
@@ -434,12 +469,7 @@ async fn publishes_refused_by_the_disk_alarm_are_nacked() {
     );
     // A raw client announces no connection.blocked capability, so it keeps publishing.
     let mut raw = Raw::open(&b, 4096, 0).await;
-    raw.send_on(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
-        .await;
-    assert!(matches!(
-        raw.method().await,
-        Some(AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
-    ));
+    raw.open_channel().await;
     raw.send_on(
         1,
         AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
@@ -521,4 +551,38 @@ async fn a_message_over_the_record_limit_closes_the_channel_with_406() {
     publish(&ch2, &q, b"small").await;
     let mut cons = consume(&ch2, &q).await;
     assert_eq!(next(&mut cons).await.data, b"small");
+}
+
+#[tokio::test]
+async fn an_amqp_content_header_is_delivered_byte_for_byte() {
+    let b = TestBroker::start();
+    let c = connect(&b).await;
+    let ch = channel(&c).await;
+    declare(&ch, "exact", Default::default(), FieldTable::default()).await;
+    let mut raw = Raw::open(&b, 4096, 0).await;
+    raw.open_channel().await;
+    // Headers table {"b": true, "a": false}: keys out of order, which a re-encoding would sort.
+    let body: &'static [u8] = b"exact";
+    let mut h = vec![0u8, 60, 0, 0];
+    h.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    h.extend_from_slice(&0x2000u16.to_be_bytes());
+    let table = [1u8, b'b', b't', 1, 1, b'a', b't', 0];
+    h.extend_from_slice(&(table.len() as u32).to_be_bytes());
+    h.extend_from_slice(&table);
+    let header = Bytes::from(h);
+    raw.publish_raw(1, "exact", header.clone(), body).await;
+    raw.send_on(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: "exact".into(),
+            consumer_tag: "t".into(),
+            no_local: false,
+            no_ack: true,
+            exclusive: false,
+            nowait: false,
+            arguments: RawTable::default(),
+        })),
+    )
+    .await;
+    assert_eq!(raw.content_header().await, header);
 }
