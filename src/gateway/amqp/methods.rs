@@ -1,7 +1,7 @@
 //! The methods of an open channel: exchange, queue, basic, confirm and tx classes.
 
 use junction_amqp::amq_protocol::protocol::{
-    basic, channel, confirm, exchange, queue, tx, AMQPClass,
+    access, basic, channel, confirm, exchange, queue, tx, AMQPClass,
 };
 use junction_amqp::amq_protocol::types::ShortString;
 use junction_amqp::reply_code as rc;
@@ -50,6 +50,13 @@ impl Channel {
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
+            // Deprecated in 0-9-1; RabbitMQ answers it without checking anything.
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                self.method(&AMQPClass::Access(access::AMQPMethod::RequestOk(
+                    access::RequestOk {},
+                )));
+                Ok(())
+            }
             _ => Err(AmqpError::new(
                 rc::COMMAND_INVALID,
                 "COMMAND_INVALID - unexpected method on an open channel",
