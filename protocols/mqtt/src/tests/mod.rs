@@ -2,6 +2,7 @@
 
 mod errors;
 mod golden;
+mod interop;
 mod roundtrip;
 mod topics;
 
