@@ -7,7 +7,8 @@ use crate::packet::{Packet, ProtocolVersion, QoS, ReasonCode, ReasonOnly};
 use crate::primitives::{varint_len, write_binary, write_string, write_varint};
 use crate::properties::Properties;
 
-/// Appends the encoding of `packet` in protocol `version` to `dst`. Fields that do not exist
+/// Appends the encoding of `packet` in protocol `version` to `dst` (for CONNECT, `version`
+/// decides the protocol level byte, not [`crate::Connect::version`]). Fields that do not exist
 /// in 3.1.1 (properties, reason codes of acknowledgements and DISCONNECT, 5.0 subscription
 /// options) are left out for 3.1.1. Nothing is written when an error is returned.
 ///

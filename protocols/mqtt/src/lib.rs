@@ -31,15 +31,24 @@
 //! property placement and topic names/filters; session rules (topic alias ranges, receive
 //! maximum, packet identifiers in use, payload format checks) are the gateway's.
 //!
+//! # Topics
+//!
+//! [`topic`] validates topic names and filters, matches a name against a filter (`$` topics
+//! are not matched by a leading wildcard), splits `$share/<group>/<filter>`, and translates
+//! names and filters to and from the AMQP routing and binding keys of `amq.topic`
+//! (RabbitMQ's convention, made reversible: see the module docs for the edge cases).
+//!
 //! # Why a hand-written codec
 //!
 //! The candidates, as evaluated for this crate:
 //!
-//! - `mqttbytes` (0.6): no release since 2021; its v5 UNSUBSCRIBE decoder prints through a
-//!   stray `dbg!`; it rejects the spec-valid zero-length v5 DISCONNECT (remaining length 0
-//!   means reason 0x00 Normal disconnection, MQTT 5.0 §3.14.2.1), so a clean disconnect
-//!   would be treated as an error and fire the client's will. rumqttc's internal v5 codec
-//!   shares that DISCONNECT bug.
+//! - `mqttbytes` 0.6.0, its last release (2021): its v5 UNSUBSCRIBE decoder prints through a
+//!   stray `dbg!(pkid)` (`src/v5/unsubscribe.rs`), and its v5 reader returns
+//!   `Error::PayloadRequired` for every remaining length 0 but PINGREQ/PINGRESP, so the
+//!   spec-valid zero-length DISCONNECT (reason 0x00 Normal disconnection, MQTT 5.0
+//!   §3.14.2.1) is an error and a clean disconnect would fire the client's will. rumqttc
+//!   0.25.1's internal v5 reader has the same rule; the test
+//!   `zero_length_v5_disconnect_rumqttc_rejects_we_accept` shows it.
 //! - `rmqtt-codec` 0.3.1 (MIT OR Apache-2.0, actively released): decoded real rumqttc v4 and
 //!   v5 traffic with `Bytes` payloads and few allocations, and it does not depend on ntex nor
 //!   need an async runtime: its codecs implement `tokio_util::codec::{Decoder, Encoder}`,
