@@ -20,8 +20,10 @@ struct Header {
     remaining: usize,
 }
 
-/// A sans-IO MQTT decoder for one connection (server side: the first packet must be a
-/// CONNECT, whose protocol level fixes the version for the rest of the stream).
+/// A sans-IO MQTT decoder for one connection. Made with [`Decoder::new`] it is the server
+/// side: the first packet must be a CONNECT, whose protocol level fixes the version for the
+/// rest of the stream, and packets only servers send (CONNACK, SUBACK, UNSUBACK, PINGRESP)
+/// are a Protocol Error.
 ///
 /// Feed it whatever bytes arrived; each call to [`Decoder::decode`] takes at most one packet
 /// off the front of the buffer. The fixed header is checked against the maximum packet size
@@ -31,6 +33,7 @@ pub struct Decoder {
     version: Option<ProtocolVersion>,
     max_packet_size: u32,
     header: Option<Header>,
+    server: bool,
 }
 
 impl Decoder {
@@ -41,6 +44,7 @@ impl Decoder {
             version: None,
             max_packet_size,
             header: None,
+            server: true,
         }
     }
 
@@ -51,6 +55,7 @@ impl Decoder {
             version: Some(version),
             max_packet_size,
             header: None,
+            server: false,
         }
     }
 
@@ -92,6 +97,11 @@ impl Decoder {
                 if self.version.is_none() && byte >> 4 != 1 {
                     return Err(DecodeError::Protocol("first packet is not CONNECT"));
                 }
+                if self.server && matches!(byte >> 4, 2 | 9 | 11 | 13) {
+                    return Err(DecodeError::Protocol(
+                        "server-to-client packet from a client",
+                    ));
+                }
                 src.advance(1 + len);
                 let header = Header {
                     byte,
@@ -107,6 +117,11 @@ impl Decoder {
         }
         self.header = None;
         let body = src.split_to(header.remaining).freeze();
+        if self.server && matches!(header.byte >> 4, 2 | 9 | 11 | 13) {
+            return Err(DecodeError::Protocol(
+                "server-to-client packet sent by a client",
+            ));
+        }
         decode_packet(header.byte, body, &mut self.version).map(Some)
     }
 }

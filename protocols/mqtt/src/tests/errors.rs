@@ -426,3 +426,18 @@ fn encode_errors() {
     assert!(encode(&Packet::ConnAck(c.clone()), V311, &mut out).is_err());
     assert!(encode(&Packet::ConnAck(c), V5, &mut out).is_ok());
 }
+
+#[test]
+fn server_side_rejects_server_packets() {
+    for bytes in [
+        &b"\x20\x02\x00\x00"[..],
+        b"\x90\x03\x00\x01\x00",
+        b"\xb0\x02\x00\x01",
+        b"\xd0\x00",
+    ] {
+        let mut dec = Decoder::new(DEFAULT_MAX_PACKET_SIZE);
+        let connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00";
+        assert_eq!(decode_all(&mut dec, connect).unwrap().len(), 1);
+        assert_eq!(check(dec, bytes, "server packet"), 0x82);
+    }
+}
