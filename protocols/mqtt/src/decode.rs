@@ -22,8 +22,8 @@ struct Header {
 
 /// A sans-IO MQTT decoder for one connection. Made with [`Decoder::new`] it is the server
 /// side: the first packet must be a CONNECT, whose protocol level fixes the version for the
-/// rest of the stream, and packets only servers send (CONNACK, SUBACK, UNSUBACK, PINGRESP)
-/// are a Protocol Error.
+/// rest of the stream, and what only servers send (CONNACK, SUBACK, UNSUBACK, PINGRESP, a
+/// PUBLISH with a subscription identifier) is a Protocol Error.
 ///
 /// Feed it whatever bytes arrived; each call to [`Decoder::decode`] takes at most one packet
 /// off the front of the buffer. The fixed header is checked against the maximum packet size
@@ -122,7 +122,16 @@ impl Decoder {
                 "server-to-client packet sent by a client",
             ));
         }
-        decode_packet(header.byte, body, &mut self.version).map(Some)
+        let packet = decode_packet(header.byte, body, &mut self.version)?;
+        if let Packet::Publish(p) = &packet {
+            if self.server && !p.properties.subscription_identifiers.is_empty() {
+                // [MQTT-3.3.4-6]
+                return Err(DecodeError::Protocol(
+                    "subscription identifier from a client",
+                ));
+            }
+        }
+        Ok(Some(packet))
     }
 }
 

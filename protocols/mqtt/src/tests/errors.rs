@@ -441,3 +441,11 @@ fn server_side_rejects_server_packets() {
         assert_eq!(check(dec, bytes, "server packet"), 0x82);
     }
 }
+
+#[test]
+fn server_side_rejects_subscription_identifier_in_publish() {
+    let mut dec = Decoder::new(DEFAULT_MAX_PACKET_SIZE);
+    let connect = b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00";
+    assert_eq!(decode_all(&mut dec, connect).unwrap().len(), 1);
+    assert_eq!(check(dec, b"\x30\x06\x00\x01t\x02\x0b\x01", "sub id"), 0x82);
+}
