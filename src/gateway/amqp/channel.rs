@@ -36,8 +36,9 @@ pub enum ChanIn {
 pub enum Out {
     /// Encoded frames to write.
     Frames(Bytes),
-    /// The channel sent `channel.close` and stopped: drop its frames until close-ok.
-    Closing(u16),
+    /// The channel stopped with these last frames (its `channel.close`): write them and drop
+    /// the channel's frames until close-ok. One message, so a quick close-ok cannot overtake it.
+    Closing(u16, Bytes),
     /// A hard error: close the connection.
     ConnError(AmqpError),
 }
@@ -176,8 +177,8 @@ impl Channel {
         } else {
             let close = e.channel_close();
             self.method(&close);
-            self.flush();
-            let _ = self.out.send(Out::Closing(self.id));
+            let last = self.wbuf.split().freeze();
+            let _ = self.out.send(Out::Closing(self.id, last));
         }
         self.stopped = true;
     }

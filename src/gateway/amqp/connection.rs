@@ -517,7 +517,8 @@ impl Connection {
     fn on_out(&mut self, o: Out) -> Result<(), AmqpError> {
         match o {
             Out::Frames(b) => self.conn.wbuf.extend_from_slice(&b),
-            Out::Closing(id) => {
+            Out::Closing(id, last) => {
+                self.conn.wbuf.extend_from_slice(&last);
                 if let Some(st) = self.channels.get_mut(&id) {
                     *st = ChanState::Closing;
                 }
