@@ -326,3 +326,52 @@ async fn an_exclusive_consumer_keeps_others_out_until_it_cancels() {
     let ch3 = c.create_channel().await.unwrap();
     let _second = consumer(&ch3, &q, true).await;
 }
+
+#[tokio::test]
+async fn an_exclusive_queue_outlives_its_channel_but_not_its_connection() {
+    let b = TestBroker::start();
+    let c1 = connect(&b).await;
+    let ch = c1.create_channel().await.unwrap();
+    ch.queue_declare(
+        "temp".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.close(200, "done".into()).await.unwrap();
+    let ch = c1.create_channel().await.unwrap();
+    assert_eq!(
+        ready(&ch, "temp").await,
+        0,
+        "still there after its channel closed"
+    );
+    c1.close(200, "bye".into()).await.unwrap();
+
+    let c2 = connect(&b).await;
+    let gone = tokio::time::timeout(WAIT, async {
+        loop {
+            let ch = c2.create_channel().await.unwrap();
+            let r = ch
+                .queue_declare(
+                    "temp".into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match r {
+                Err(e) => return code(&e),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("deleted in time");
+    assert_eq!(gone, Some(404));
+}
