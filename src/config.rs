@@ -137,7 +137,7 @@ impl Default for StoreSection {
             group_commit_linger_us: 500,
             checkpoint_interval_ms: 1000,
             segment_size: 1 << 30,
-            max_record_size: 4 << 20,
+            max_record_size: 17 << 20,
             preload: true,
             disk_low_watermark: 512 << 20,
             retention_max_age_s: 0,

@@ -106,6 +106,11 @@ pub(crate) enum QueueCmd {
     Unsubscribe {
         id: ConsumerId,
     },
+    /// Stops deliveries to a consumer; what it already holds stays in flight until settled (or
+    /// until its session closes and sends `Unsubscribe`), as RabbitMQ's basic.cancel.
+    Cancel {
+        id: ConsumerId,
+    },
     /// Settles many deliveries at once: (consumer, partition, offset).
     Settle {
         items: Vec<(ConsumerId, u16, u64)>,
@@ -589,6 +594,7 @@ impl Actor {
                 let _ = reply.send(r);
             }
             QueueCmd::Unsubscribe { id } => self.unsubscribe(id),
+            QueueCmd::Cancel { id } => self.cancel(id),
             QueueCmd::Settle { items, how } => {
                 for (consumer, partition, offset) in items {
                     self.settle(consumer, partition, offset, how);
@@ -748,6 +754,27 @@ impl Actor {
             }
         }
         let group = c.group.clone();
+        self.rebalance(&group);
+        self.last_used = Instant::now();
+    }
+
+    /// A cancelled consumer leaves its group at once but keeps its in-flight deliveries: it is
+    /// then like a basic.get holder (no tag), removed when the last of them is settled.
+    fn cancel(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.get_mut(&id) else {
+            return;
+        };
+        c.tag = ConsumerTag::from("");
+        let group = c.group.clone();
+        if c.inflight == 0 {
+            self.consumers.remove(&id);
+        }
+        if self.exclusive_consumer == Some(id) {
+            self.exclusive_consumer = None;
+        }
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.members.retain(|m| *m != id);
+        }
         self.rebalance(&group);
         self.last_used = Instant::now();
     }

@@ -237,7 +237,9 @@ pub struct Session {
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
     consumers: HashMap<ConsumerTag, ConsumerEntry>,
     unacked: HashMap<u64, (Weak<QueueHandle>, ConsumerId, u16, u64)>,
-    gets: Vec<(Weak<QueueHandle>, ConsumerId)>,
+    /// Consumers that may still hold deliveries without being in `consumers` (basic.get, and
+    /// cancelled ones): unsubscribed at close, which requeues what they still hold.
+    holders: Vec<(Weak<QueueHandle>, ConsumerId)>,
     publish_seq: u64,
     /// The last exchange this session was allowed to publish to (permissions are fixed for a
     /// session's life, so the regular expression need not run for every message).
@@ -277,7 +279,7 @@ impl Session {
             events_rx,
             consumers: HashMap::new(),
             unacked: HashMap::new(),
-            gets: Vec::new(),
+            holders: Vec::new(),
             publish_seq: 0,
             write_ok: None,
             confirm_tx: None,
@@ -345,14 +347,22 @@ impl Session {
         self.broker.declare_exchange(&self.info.vhost, d)
     }
 
-    /// Deletes an exchange.
+    /// Deletes an exchange (a missing one is not an error).
     ///
     /// # Errors
-    /// `AccessRefused`, `NotFound`, `PreconditionFailed` (if-unused and bound).
+    /// `AccessRefused`, `PreconditionFailed` (if-unused and bound).
     pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> CoreResult<()> {
         self.check(Access::Configure, name)?;
-        self.broker
+        // Deleting what does not exist succeeds, as in RabbitMQ (clients clean up with it).
+        match self
+            .broker
             .delete_exchange(&self.info.vhost, name, if_unused)
+        {
+            Err(CoreError::NotFound {
+                kind: "exchange", ..
+            }) => Ok(()),
+            r => r,
+        }
     }
 
     /// Declares (or checks) a queue.
@@ -381,10 +391,10 @@ impl Session {
         })
     }
 
-    /// Deletes a queue; returns how many ready messages it had.
+    /// Deletes a queue; returns how many ready messages it had (0 for a queue that does not exist).
     ///
     /// # Errors
-    /// `AccessRefused`, `NotFound`, `PreconditionFailed` (if-unused / if-empty), `ResourceLocked`.
+    /// `AccessRefused`, `PreconditionFailed` (if-unused / if-empty), `ResourceLocked`.
     pub async fn delete_queue(
         &mut self,
         name: &str,
@@ -392,7 +402,11 @@ impl Session {
         if_empty: bool,
     ) -> CoreResult<u64> {
         self.check(Access::Configure, name)?;
-        let q = self.queue(name)?;
+        // Deleting a queue that does not exist succeeds with 0 messages, as in RabbitMQ.
+        let q = match self.queue(name) {
+            Err(CoreError::NotFound { .. }) => return Ok(0),
+            r => r?,
+        };
         let n = q
             .ask(|reply| QueueCmd::Delete {
                 if_unused,
@@ -555,7 +569,24 @@ impl Session {
         Ok((tag, parts))
     }
 
-    /// Stops a consumer; its unacked deliveries go back to the queue.
+    /// Stops a consumer and gives its unacked deliveries back to the queue at once (native
+    /// `Unsubscribe`: the client drops what it had not processed).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tag.
+    pub fn close_consumer(&mut self, tag: &str) -> CoreResult<()> {
+        let c = self
+            .consumers
+            .remove(tag)
+            .ok_or_else(|| CoreError::not_found("consumer", tag))?;
+        self.unacked.retain(|_, (_, cid, _, _)| *cid != c.id);
+        let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        Ok(())
+    }
+
+    /// Stops deliveries to a consumer (AMQP `basic.cancel`): the deliveries it holds stay unacked
+    /// on this session and can still be acked, nacked or rejected; what is unsettled when the
+    /// session closes goes back to the queue.
     ///
     /// # Errors
     /// `NotFound` for an unknown tag.
@@ -564,8 +595,9 @@ impl Session {
             .consumers
             .remove(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
-        self.unacked.retain(|_, (_, cid, _, _)| *cid != c.id);
-        let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        // Its unacked deliveries stay with the session, settleable, until the session closes.
+        self.holders.push((Arc::downgrade(&c.queue), c.id));
+        let _ = c.queue.tx.send(QueueCmd::Cancel { id: c.id });
         Ok(())
     }
 
@@ -638,7 +670,7 @@ impl Session {
         let q = self.queue(queue)?;
         let d = q.ask(|reply| QueueCmd::Get { reply }).await?;
         if let Some(d) = &d {
-            self.gets.push((Arc::downgrade(&q), d.consumer_id));
+            self.holders.push((Arc::downgrade(&q), d.consumer_id));
             self.unacked.insert(
                 d.id,
                 (Arc::downgrade(&q), d.consumer_id, d.partition, d.offset),
@@ -747,7 +779,7 @@ impl Session {
         for (_, c) in self.consumers.drain() {
             let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
         }
-        for (q, id) in self.gets.drain(..) {
+        for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {
                 let _ = q.tx.send(QueueCmd::Unsubscribe { id });
             }
@@ -767,7 +799,7 @@ impl Drop for Session {
         for (_, c) in self.consumers.drain() {
             let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
         }
-        for (q, id) in self.gets.drain(..) {
+        for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {
                 let _ = q.tx.send(QueueCmd::Unsubscribe { id });
             }

@@ -516,7 +516,7 @@ impl Connection {
             Body::Unsubscribe(u) => match self.consumers.remove(&u.consumer_id) {
                 Some(tag) => {
                     self.by_tag.remove(&tag);
-                    self.session.cancel(&tag).map(|()| Some(Body::Ok))
+                    self.session.close_consumer(&tag).map(|()| Some(Body::Ok))
                 }
                 None => Err(CoreError::NotFound {
                     kind: "consumer",

@@ -50,7 +50,8 @@ pub struct StoreConfig {
     pub index_slots: u32,
     /// Entries per index file (32 bytes each). Default 4,194,304.
     pub index_entries: u32,
-    /// Largest accepted record, headers included. Default 4 MiB.
+    /// Largest accepted record, headers included. Default 17 MiB: a 16 MiB body (RabbitMQ 4's
+    /// default `max_message_size`) with room for its properties.
     pub max_record_size: u64,
     /// Fault in a new segment's pages before it becomes active, so appends never page-fault.
     /// Default true.
@@ -74,7 +75,7 @@ impl StoreConfig {
             cq_entries_per_file: 300_000,
             index_slots: 1 << 20,
             index_entries: 1 << 22,
-            max_record_size: 4 << 20,
+            max_record_size: 17 << 20,
             preload: true,
             disk_low_watermark: 512 << 20,
             retention: Retention::default(),

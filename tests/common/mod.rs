@@ -49,6 +49,7 @@ impl TestBroker {
         ])
         .arg(dir)
         .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
+        .env("JUNCTION_STORE_MAX_RECORD_SIZE", "4194304")
         .env("JUNCTION_STORE_PRELOAD", "false")
         .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
         .env("RUST_LOG", "info")

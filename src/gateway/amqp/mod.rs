@@ -43,7 +43,7 @@ impl Default for Settings {
             channel_max: 2047,
             heartbeat_s: 60,
             handshake_timeout: Duration::from_secs(10),
-            max_message_size: 4 << 20,
+            max_message_size: 17 << 20,
         }
     }
 }
