@@ -5,83 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::amqp::*;
 use common::TestBroker;
-use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(b: &TestBroker) -> Connection {
-    connect_uri(&format!("amqp://guest:guest@{}/%2f", b.amqp)).await
-}
-
-async fn connect_uri(uri: &str) -> Connection {
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-async fn channel(c: &Connection) -> Channel {
-    c.create_channel().await.expect("channel")
-}
-
-async fn declare(ch: &Channel, name: &str, args: FieldTable) -> String {
-    ch.queue_declare(name.into(), QueueDeclareOptions::default(), args)
-        .await
-        .expect("queue.declare")
-        .name()
-        .to_string()
-}
-
-async fn publish(ch: &Channel, exchange: &str, rk: &str, body: &[u8], p: BasicProperties) {
-    ch.basic_publish(
-        exchange.into(),
-        rk.into(),
-        BasicPublishOptions::default(),
-        body,
-        p,
-    )
-    .await
-    .expect("publish");
-}
-
-async fn consumer(ch: &Channel, queue: &str, no_ack: bool) -> lapin::Consumer {
-    ch.basic_consume(
-        queue.into(),
-        "".into(),
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("basic.consume")
-}
-
-async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery in time")
-        .expect("stream open")
-        .expect("delivery ok")
-}
-
-/// Nothing more arrives within `ms`.
-async fn nothing(c: &mut lapin::Consumer, ms: u64) {
-    assert!(
-        tokio::time::timeout(Duration::from_millis(ms), c.next())
-            .await
-            .is_err(),
-        "unexpected delivery"
-    );
-}
 
 #[tokio::test]
 async fn wrong_password_is_refused_with_403() {
@@ -108,9 +36,15 @@ async fn default_exchange_publish_and_consume() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     assert!(q.starts_with("amq.gen-"));
-    publish(&ch, "", &q, b"hello", BasicProperties::default()).await;
+    publish_with(&ch, "", &q, b"hello", BasicProperties::default()).await;
     let mut cons = consumer(&ch, &q, false).await;
     let d = next(&mut cons).await;
     assert_eq!(d.data, b"hello");
@@ -150,18 +84,42 @@ async fn direct_fanout_and_topic_exchanges_route() {
     exchange(&ch, "d", ExchangeKind::Direct).await;
     exchange(&ch, "f", ExchangeKind::Fanout).await;
     exchange(&ch, "t", ExchangeKind::Topic).await;
-    let qd = declare(&ch, "qd", FieldTable::default()).await;
-    let qf1 = declare(&ch, "qf1", FieldTable::default()).await;
-    let qf2 = declare(&ch, "qf2", FieldTable::default()).await;
-    let qt = declare(&ch, "qt", FieldTable::default()).await;
+    let qd = declare_with(
+        &ch,
+        "qd",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    let qf1 = declare_with(
+        &ch,
+        "qf1",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    let qf2 = declare_with(
+        &ch,
+        "qf2",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    let qt = declare_with(
+        &ch,
+        "qt",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     bind(&ch, &qd, "d", "k", FieldTable::default()).await;
     bind(&ch, &qf1, "f", "", FieldTable::default()).await;
     bind(&ch, &qf2, "f", "", FieldTable::default()).await;
     bind(&ch, &qt, "t", "sensors.#", FieldTable::default()).await;
-    publish(&ch, "d", "k", b"direct", BasicProperties::default()).await;
-    publish(&ch, "d", "other", b"lost", BasicProperties::default()).await;
-    publish(&ch, "f", "x", b"fan", BasicProperties::default()).await;
-    publish(
+    publish_with(&ch, "d", "k", b"direct", BasicProperties::default()).await;
+    publish_with(&ch, "d", "other", b"lost", BasicProperties::default()).await;
+    publish_with(&ch, "f", "x", b"fan", BasicProperties::default()).await;
+    publish_with(
         &ch,
         "t",
         "sensors.room1.temp",
@@ -169,7 +127,7 @@ async fn direct_fanout_and_topic_exchanges_route() {
         BasicProperties::default(),
     )
     .await;
-    publish(&ch, "t", "actuators.x", b"no", BasicProperties::default()).await;
+    publish_with(&ch, "t", "actuators.x", b"no", BasicProperties::default()).await;
     for (q, body) in [
         (&qd, &b"direct"[..]),
         (&qf1, b"fan"),
@@ -188,14 +146,20 @@ async fn headers_exchange_routes_on_headers() {
     let c = connect(&b).await;
     let ch = channel(&c).await;
     exchange(&ch, "h", ExchangeKind::Headers).await;
-    let q = declare(&ch, "qh", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "qh",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     let mut args = FieldTable::default();
     args.insert("x-match".into(), AMQPValue::LongString("all".into()));
     args.insert("kind".into(), AMQPValue::LongString("alert".into()));
     bind(&ch, &q, "h", "", args).await;
     let mut h = FieldTable::default();
     h.insert("kind".into(), AMQPValue::LongString("alert".into()));
-    publish(
+    publish_with(
         &ch,
         "h",
         "",
@@ -205,7 +169,7 @@ async fn headers_exchange_routes_on_headers() {
     .await;
     let mut h = FieldTable::default();
     h.insert("kind".into(), AMQPValue::LongString("info".into()));
-    publish(
+    publish_with(
         &ch,
         "h",
         "",
@@ -223,7 +187,13 @@ async fn properties_and_nested_headers_round_trip_exactly() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "props", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "props",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     let mut inner = FieldTable::default();
     inner.insert("depth".into(), AMQPValue::LongLongInt(2));
     inner.insert("name".into(), AMQPValue::LongString("inner".into()));
@@ -252,7 +222,7 @@ async fn properties_and_nested_headers_round_trip_exactly() {
         .with_type("order.created".into())
         .with_user_id("guest".into())
         .with_app_id("tests".into());
-    publish(&ch, "", &q, b"{}", props.clone()).await;
+    publish_with(&ch, "", &q, b"{}", props.clone()).await;
     let mut cons = consumer(&ch, &q, true).await;
     let d = next(&mut cons).await;
     assert_eq!(d.properties, props);
@@ -265,9 +235,15 @@ async fn a_1mib_body_split_across_4096_byte_frames_arrives_intact() {
     let c = connect_uri(&format!("amqp://guest:guest@{}/%2f?frame_max=4096", b.amqp)).await;
     assert_eq!(c.configuration().frame_max(), 4096);
     let ch = channel(&c).await;
-    let q = declare(&ch, "big", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "big",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-    publish(&ch, "", &q, &body, BasicProperties::default()).await;
+    publish_with(&ch, "", &q, &body, BasicProperties::default()).await;
     let mut cons = consumer(&ch, &q, true).await;
     let d = next(&mut cons).await;
     assert_eq!(d.data.len(), body.len());
@@ -279,7 +255,13 @@ async fn publisher_confirms_ack_stored_messages() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "confirmed", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "confirmed",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -320,7 +302,7 @@ async fn reject_publish_overflow_is_nacked() {
         "x-overflow".into(),
         AMQPValue::LongString("reject-publish".into()),
     );
-    let q = declare(&ch, "small", args).await;
+    let q = declare_with(&ch, "small", QueueDeclareOptions::default(), args).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -379,9 +361,15 @@ async fn basic_get_and_get_empty() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "pull", FieldTable::default()).await;
-    publish(&ch, "", &q, b"one", BasicProperties::default()).await;
-    publish(&ch, "", &q, b"two", BasicProperties::default()).await;
+    let q = declare_with(
+        &ch,
+        "pull",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    publish_with(&ch, "", &q, b"one", BasicProperties::default()).await;
+    publish_with(&ch, "", &q, b"two", BasicProperties::default()).await;
     let m = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(m) = ch
@@ -417,9 +405,15 @@ async fn qos_prefetch_limits_unacked_deliveries() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "qos", FieldTable::default()).await;
+    let q = declare_with(
+        &ch,
+        "qos",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     for i in 0..5u8 {
-        publish(&ch, "", &q, &[i], BasicProperties::default()).await;
+        publish_with(&ch, "", &q, &[i], BasicProperties::default()).await;
     }
     ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
     let mut cons = consumer(&ch, &q, false).await;
@@ -437,8 +431,14 @@ async fn nack_with_requeue_redelivers_with_the_flag() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "again", FieldTable::default()).await;
-    publish(&ch, "", &q, b"x", BasicProperties::default()).await;
+    let q = declare_with(
+        &ch,
+        "again",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    publish_with(&ch, "", &q, b"x", BasicProperties::default()).await;
     let mut cons = consumer(&ch, &q, false).await;
     let d = next(&mut cons).await;
     assert!(!d.redelivered);
@@ -460,15 +460,21 @@ async fn reject_dead_letters() {
     let c = connect(&b).await;
     let ch = channel(&c).await;
     exchange(&ch, "dlx", ExchangeKind::Fanout).await;
-    let dead = declare(&ch, "dead", FieldTable::default()).await;
+    let dead = declare_with(
+        &ch,
+        "dead",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     bind(&ch, &dead, "dlx", "", FieldTable::default()).await;
     let mut args = FieldTable::default();
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString("dlx".into()),
     );
-    let q = declare(&ch, "work", args).await;
-    publish(&ch, "", &q, b"bad", BasicProperties::default()).await;
+    let q = declare_with(&ch, "work", QueueDeclareOptions::default(), args).await;
+    publish_with(&ch, "", &q, b"bad", BasicProperties::default()).await;
     let mut cons = consumer(&ch, &q, false).await;
     let d = next(&mut cons).await;
     d.reject(BasicRejectOptions { requeue: false })

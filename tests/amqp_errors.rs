@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::amqp::*;
 use common::TestBroker;
 use futures_lite::StreamExt;
 use junction_amqp::amq_protocol::protocol::{
@@ -18,86 +19,17 @@ use junction_amqp::{
 };
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::BasicProperties;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect_uri(uri: &str) -> Connection {
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-async fn connect(b: &TestBroker) -> Connection {
-    connect_uri(&format!("amqp://guest:guest@{}/%2f", b.amqp)).await
-}
-
-async fn channel(c: &Connection) -> Channel {
-    c.create_channel().await.expect("channel")
-}
-
-fn code(e: &lapin::Error) -> Option<u16> {
-    match e.kind() {
-        lapin::ErrorKind::ProtocolError(a) => Some(a.get_id()),
-        _ => None,
-    }
-}
-
-async fn declare(ch: &Channel, name: &str, opts: QueueDeclareOptions, args: FieldTable) -> String {
-    ch.queue_declare(name.into(), opts, args)
-        .await
-        .expect("queue.declare")
-        .name()
-        .to_string()
-}
-
-async fn publish(ch: &Channel, rk: &str, body: &[u8]) {
-    ch.basic_publish(
-        "".into(),
-        rk.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-}
-
-async fn consume(ch: &Channel, q: &str) -> lapin::Consumer {
-    ch.basic_consume(
-        q.into(),
-        "".into(),
-        BasicConsumeOptions {
-            no_ack: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("consume")
-}
-
-async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery in time")
-        .expect("stream open")
-        .expect("delivery ok")
-}
 
 #[tokio::test]
 async fn consumer_of_a_deleted_queue_gets_basic_cancel() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "doomed", Default::default(), FieldTable::default()).await;
-    let mut cons = consume(&ch, &q).await;
+    let q = declare_with(&ch, "doomed", Default::default(), FieldTable::default()).await;
+    let mut cons = consumer(&ch, &q, true).await;
     let other = channel(&c).await;
     other
         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -108,7 +40,7 @@ async fn consumer_of_a_deleted_queue_gets_basic_cancel() {
         .expect("cancel in time");
     assert!(end.is_none(), "the consumer stream ends on basic.cancel");
     // The channel itself stays usable.
-    let q2 = declare(&ch, "after", Default::default(), FieldTable::default()).await;
+    let q2 = declare_with(&ch, "after", Default::default(), FieldTable::default()).await;
     assert_eq!(q2, "after");
 }
 
@@ -121,10 +53,10 @@ async fn exclusive_queue_from_another_connection_is_resource_locked() {
         exclusive: true,
         ..Default::default()
     };
-    let q = declare(&ch1, "mine", excl, FieldTable::default()).await;
+    let q = declare_with(&ch1, "mine", excl, FieldTable::default()).await;
     // Another channel of the same connection may use it.
     let ch1b = channel(&c1).await;
-    declare(&ch1b, "mine", excl, FieldTable::default()).await;
+    declare_with(&ch1b, "mine", excl, FieldTable::default()).await;
 
     let c2 = connect(&b).await;
     let ch2 = channel(&c2).await;
@@ -143,8 +75,8 @@ async fn exclusive_queue_from_another_connection_is_resource_locked() {
         "a channel error keeps the connection"
     );
 
-    publish(&ch1, &q, b"still mine").await;
-    let mut cons = consume(&ch1, &q).await;
+    publish(&ch1, "", &q, b"still mine").await;
+    let mut cons = consumer(&ch1, &q, true).await;
     assert_eq!(next(&mut cons).await.data, b"still mine");
 }
 
@@ -155,7 +87,7 @@ async fn redeclare_with_other_arguments_is_precondition_failed() {
     let ch = channel(&c).await;
     let mut args = FieldTable::default();
     args.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
-    declare(&ch, "ttl", Default::default(), args).await;
+    declare_with(&ch, "ttl", Default::default(), args).await;
     let mut other = FieldTable::default();
     other.insert("x-message-ttl".into(), AMQPValue::LongInt(2000));
     let e = ch
@@ -168,7 +100,7 @@ async fn redeclare_with_other_arguments_is_precondition_failed() {
     let ch2 = channel(&c).await;
     let mut same = FieldTable::default();
     same.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
-    declare(&ch2, "ttl", Default::default(), same).await;
+    declare_with(&ch2, "ttl", Default::default(), same).await;
 }
 
 #[tokio::test]
@@ -176,11 +108,11 @@ async fn tx_commit_publishes_and_rollback_discards() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "txq", Default::default(), FieldTable::default()).await;
+    let q = declare_with(&ch, "txq", Default::default(), FieldTable::default()).await;
     ch.tx_select().await.unwrap();
-    publish(&ch, &q, b"rolled back").await;
+    publish(&ch, "", &q, b"rolled back").await;
     ch.tx_rollback().await.unwrap();
-    publish(&ch, &q, b"committed").await;
+    publish(&ch, "", &q, b"committed").await;
     let info = ch
         .queue_declare(
             q.as_str().into(),
@@ -195,7 +127,7 @@ async fn tx_commit_publishes_and_rollback_discards() {
     assert_eq!(info.message_count(), 0, "nothing before the commit");
     ch.tx_commit().await.unwrap();
     let reader = channel(&c).await;
-    let mut cons = consume(&reader, &q).await;
+    let mut cons = consumer(&reader, &q, true).await;
     assert_eq!(next(&mut cons).await.data, b"committed");
     assert!(
         tokio::time::timeout(Duration::from_millis(300), cons.next())
@@ -213,7 +145,7 @@ async fn heartbeat_is_negotiated_and_keeps_an_idle_connection_open() {
     let ch = channel(&c).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert!(c.status().connected());
-    let q = declare(&ch, "", Default::default(), FieldTable::default()).await;
+    let q = declare_with(&ch, "", Default::default(), FieldTable::default()).await;
     assert!(!q.is_empty());
 }
 
@@ -392,9 +324,9 @@ async fn a_frame_over_frame_max_closes_with_501_and_others_keep_working() {
         }
         other => panic!("expected connection.close, got {other:?}"),
     }
-    let q = declare(&hch, "", Default::default(), FieldTable::default()).await;
-    publish(&hch, &q, b"fine").await;
-    let mut cons = consume(&hch, &q).await;
+    let q = declare_with(&hch, "", Default::default(), FieldTable::default()).await;
+    publish(&hch, "", &q, b"fine").await;
+    let mut cons = consumer(&hch, &q, true).await;
     assert_eq!(next(&mut cons).await.data, b"fine");
 }
 
@@ -414,7 +346,7 @@ async fn native_publish_is_consumed_over_amqp_and_back() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    declare(&ch, "bridge", Default::default(), FieldTable::default()).await;
+    declare_with(&ch, "bridge", Default::default(), FieldTable::default()).await;
     let native = Client::connect(ClientOptions::new(b.native.to_string()))
         .await
         .unwrap();
@@ -426,7 +358,7 @@ async fn native_publish_is_consumed_over_amqp_and_back() {
         )
         .await
         .unwrap();
-    let mut cons = consume(&ch, "bridge").await;
+    let mut cons = consumer(&ch, "bridge", true).await;
     let d = next(&mut cons).await;
     assert_eq!(d.data, b"from native");
     assert_eq!(
@@ -434,7 +366,7 @@ async fn native_publish_is_consumed_over_amqp_and_back() {
         Some("text/plain")
     );
 
-    declare(&ch, "back", Default::default(), FieldTable::default()).await;
+    declare_with(&ch, "back", Default::default(), FieldTable::default()).await;
     ch.basic_publish(
         "".into(),
         "back".into(),
@@ -524,7 +456,7 @@ async fn a_message_over_the_record_limit_closes_the_channel_with_406() {
     let b = TestBroker::start_in(dir.path(), &[("JUNCTION_STORE_MAX_RECORD_SIZE", "65536")]);
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    let q = declare(&ch, "limited", Default::default(), FieldTable::default()).await;
+    let q = declare_with(&ch, "limited", Default::default(), FieldTable::default()).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -548,8 +480,8 @@ async fn a_message_over_the_record_limit_closes_the_channel_with_406() {
     assert_eq!(code(&e), Some(406), "{e}");
     assert!(c.status().connected());
     let ch2 = channel(&c).await;
-    publish(&ch2, &q, b"small").await;
-    let mut cons = consume(&ch2, &q).await;
+    publish(&ch2, "", &q, b"small").await;
+    let mut cons = consumer(&ch2, &q, true).await;
     assert_eq!(next(&mut cons).await.data, b"small");
 }
 
@@ -558,7 +490,7 @@ async fn an_amqp_content_header_is_delivered_byte_for_byte() {
     let b = TestBroker::start();
     let c = connect(&b).await;
     let ch = channel(&c).await;
-    declare(&ch, "exact", Default::default(), FieldTable::default()).await;
+    declare_with(&ch, "exact", Default::default(), FieldTable::default()).await;
     let mut raw = Raw::open(&b, 4096, 0).await;
     raw.open_channel().await;
     // Headers table {"b": true, "a": false}: keys out of order, which a re-encoding would sort.

@@ -3,77 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::amqp::*;
 use common::TestBroker;
 use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect_uri(uri: &str) -> Connection {
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-async fn connect(b: &TestBroker) -> Connection {
-    connect_uri(&format!("amqp://guest:guest@{}/%2f", b.amqp)).await
-}
-
-async fn declare(ch: &Channel, name: &str) -> String {
-    ch.queue_declare(name.into(), Default::default(), FieldTable::default())
-        .await
-        .expect("queue.declare")
-        .name()
-        .to_string()
-}
-
-async fn publish(ch: &Channel, rk: &str, body: &[u8]) {
-    ch.basic_publish(
-        "".into(),
-        rk.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-}
-
-async fn consumer(ch: &Channel, q: &str) -> lapin::Consumer {
-    ch.basic_consume(
-        q.into(),
-        "".into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("consume")
-}
-
-async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery in time")
-        .expect("stream open")
-        .expect("delivery ok")
-}
-
-async fn nothing(c: &mut lapin::Consumer, ms: u64) {
-    assert!(
-        tokio::time::timeout(Duration::from_millis(ms), c.next())
-            .await
-            .is_err(),
-        "unexpected delivery"
-    );
-}
+use lapin::{BasicProperties, Connection, ConnectionProperties, Event};
 
 #[tokio::test]
 async fn amqplain_login_works() {
@@ -118,12 +52,12 @@ async fn qos_applies_to_consumers_created_after_it() {
     let q1 = declare(&ch, "before-qos").await;
     let q2 = declare(&ch, "after-qos").await;
     for i in 0..4u8 {
-        publish(&ch, &q1, &[i]).await;
-        publish(&ch, &q2, &[i]).await;
+        publish(&ch, "", &q1, &[i]).await;
+        publish(&ch, "", &q2, &[i]).await;
     }
-    let mut unlimited = consumer(&ch, &q1).await;
+    let mut unlimited = consumer(&ch, &q1, false).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut limited = consumer(&ch, &q2).await;
+    let mut limited = consumer(&ch, &q2, false).await;
     for _ in 0..4 {
         next(&mut unlimited).await;
     }
@@ -137,8 +71,8 @@ async fn recover_requeues_unacked_deliveries() {
     let c = connect(&b).await;
     let ch = c.create_channel().await.unwrap();
     let q = declare(&ch, "recover").await;
-    publish(&ch, &q, b"r").await;
-    let mut cons = consumer(&ch, &q).await;
+    publish(&ch, "", &q, b"r").await;
+    let mut cons = consumer(&ch, &q, false).await;
     let d = next(&mut cons).await;
     assert!(!d.redelivered);
     ch.basic_recover(BasicRecoverOptions { requeue: true })
@@ -211,7 +145,7 @@ async fn five_thousand_confirmed_messages_arrive_in_order() {
         .basic_qos(100, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut cons = consumer(&reader, &q).await;
+    let mut cons = consumer(&reader, &q, false).await;
     let n = 5000u32;
     for i in 0..n {
         ch.basic_publish(

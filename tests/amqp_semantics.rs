@@ -4,26 +4,12 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::amqp::{connect, WAIT};
 use common::TestBroker;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn connect(b: &TestBroker) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", b.amqp);
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
+use lapin::BasicProperties;
 
 #[tokio::test]
 async fn deleting_a_missing_exchange_or_queue_succeeds() {

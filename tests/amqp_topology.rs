@@ -5,73 +5,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::amqp::*;
 use common::TestBroker;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(b: &TestBroker) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", b.amqp);
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-fn code(e: &lapin::Error) -> Option<u16> {
-    match e.kind() {
-        lapin::ErrorKind::ProtocolError(a) => Some(a.get_id()),
-        _ => None,
-    }
-}
-
-async fn declare(ch: &Channel, name: &str) -> String {
-    ch.queue_declare(name.into(), Default::default(), FieldTable::default())
-        .await
-        .expect("queue.declare")
-        .name()
-        .to_string()
-}
-
-async fn publish(ch: &Channel, x: &str, rk: &str, body: &[u8]) {
-    ch.basic_publish(
-        x.into(),
-        rk.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-}
-
-async fn consumer(ch: &Channel, q: &str, no_ack: bool) -> lapin::Consumer {
-    ch.basic_consume(
-        q.into(),
-        "".into(),
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("consume")
-}
-
-async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery in time")
-        .expect("stream open")
-        .expect("delivery ok")
-}
+use lapin::{Channel, ExchangeKind};
 
 async fn ready(ch: &Channel, q: &str) -> u32 {
     ch.queue_declare(

@@ -6,25 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::amqp::WAIT;
 use common::TestBroker;
 use futures_lite::StreamExt;
 use junction_sdk::{Client, ClientOptions, ConsumerOptions, Destination, Message, QueueOptions};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn amqp(b: &TestBroker) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", b.amqp);
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
+use lapin::BasicProperties;
 
 async fn native(b: &TestBroker) -> Client {
     Client::connect(ClientOptions::new(b.native.to_string()))
@@ -49,7 +37,7 @@ async fn amqp_publish_to_amq_topic_reaches_a_native_consumer_bound_with_a_wildca
         .await
         .unwrap();
 
-    let conn = amqp(&b).await;
+    let conn = common::amqp::connect(&b).await;
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
@@ -124,7 +112,7 @@ async fn amqp_publish_to_amq_topic_reaches_a_native_consumer_bound_with_a_wildca
 #[tokio::test]
 async fn native_publish_to_amq_topic_reaches_an_amqp_consumer_bound_with_a_wildcard() {
     let b = TestBroker::start();
-    let conn = amqp(&b).await;
+    let conn = common::amqp::connect(&b).await;
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
         "amqp-in".into(),
