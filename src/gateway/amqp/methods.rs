@@ -3,7 +3,7 @@
 use junction_amqp::amq_protocol::protocol::{
     access, basic, channel, confirm, exchange, queue, tx, AMQPClass,
 };
-use junction_amqp::amq_protocol::types::ShortString;
+use junction_amqp::amq_protocol::types::{FieldTable, ShortString};
 use junction_amqp::reply_code as rc;
 
 use super::channel::Channel;
@@ -102,23 +102,23 @@ impl Channel {
                 )
             }
             exchange::AMQPMethod::Bind(b) => {
-                self.session.bind(BindingDecl {
-                    exchange: b.source.as_str().to_string(),
-                    destination: b.destination.as_str().to_string(),
-                    destination_is_exchange: true,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    args: table_in(&b.arguments),
-                })?;
+                self.session.bind(binding(
+                    &b.source,
+                    b.destination.as_str().to_string(),
+                    true,
+                    &b.routing_key,
+                    &b.arguments,
+                ))?;
                 (exchange::AMQPMethod::BindOk(exchange::BindOk {}), b.nowait)
             }
             exchange::AMQPMethod::Unbind(b) => {
-                self.session.unbind(BindingDecl {
-                    exchange: b.source.as_str().to_string(),
-                    destination: b.destination.as_str().to_string(),
-                    destination_is_exchange: true,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    args: table_in(&b.arguments),
-                })?;
+                self.session.unbind(binding(
+                    &b.source,
+                    b.destination.as_str().to_string(),
+                    true,
+                    &b.routing_key,
+                    &b.arguments,
+                ))?;
                 (
                     exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
                     b.nowait,
@@ -166,23 +166,23 @@ impl Channel {
                 (queue::AMQPMethod::DeclareOk(ok), d.nowait)
             }
             queue::AMQPMethod::Bind(b) => {
-                self.session.bind(BindingDecl {
-                    exchange: b.exchange.as_str().to_string(),
-                    destination: self.queue_name(&b.queue),
-                    destination_is_exchange: false,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    args: table_in(&b.arguments),
-                })?;
+                self.session.bind(binding(
+                    &b.exchange,
+                    self.queue_name(&b.queue),
+                    false,
+                    &b.routing_key,
+                    &b.arguments,
+                ))?;
                 (queue::AMQPMethod::BindOk(queue::BindOk {}), b.nowait)
             }
             queue::AMQPMethod::Unbind(b) => {
-                self.session.unbind(BindingDecl {
-                    exchange: b.exchange.as_str().to_string(),
-                    destination: self.queue_name(&b.queue),
-                    destination_is_exchange: false,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    args: table_in(&b.arguments),
-                })?;
+                self.session.unbind(binding(
+                    &b.exchange,
+                    self.queue_name(&b.queue),
+                    false,
+                    &b.routing_key,
+                    &b.arguments,
+                ))?;
                 (queue::AMQPMethod::UnbindOk(queue::UnbindOk {}), false)
             }
             queue::AMQPMethod::Purge(p) => {
@@ -354,5 +354,22 @@ impl Channel {
     fn recover(&mut self, _requeue: bool) {
         let ids: Vec<u64> = std::mem::take(&mut self.tags).into_values().collect();
         self.settle_ids(&ids, crate::core::Settle::Requeue);
+    }
+}
+
+/// The core binding for an AMQP (un)bind: `source` exchange to a queue or exchange.
+fn binding(
+    source: &ShortString,
+    destination: String,
+    destination_is_exchange: bool,
+    routing_key: &ShortString,
+    arguments: &FieldTable,
+) -> BindingDecl {
+    BindingDecl {
+        exchange: source.as_str().to_string(),
+        destination,
+        destination_is_exchange,
+        routing_key: routing_key.as_str().to_string(),
+        args: table_in(arguments),
     }
 }
