@@ -23,7 +23,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
 
-use crate::measure::{report, Outcome, Shared, Workload};
+use crate::measure::{report, Shared, Workload};
 
 /// Options of the AMQP run.
 #[derive(Args, Clone)]
@@ -224,27 +224,10 @@ pub async fn run(a: AmqpArgs) -> anyhow::Result<()> {
         }));
     }
 
-    let progress = shared.spawn_progress();
-    let mut total_sent = 0;
-    for p in producers {
-        total_sent += p.await??;
-    }
-    let publish_elapsed = shared.start.elapsed();
-    shared.wait_received(total_sent).await;
-    let elapsed = shared.start.elapsed();
-    progress.abort();
-    for c in consumers {
-        c.abort();
-        let _ = c.await;
-    }
+    let o = shared.finish(producers, consumers).await?;
     for c in keep {
         c.close(200, "bye".into()).await.ok();
     }
     admin.close(200, "bye".into()).await.ok();
-    let o = Outcome {
-        total_sent,
-        publish_elapsed,
-        elapsed,
-    };
     report("amqp", &a.mode(), w, &shared, o)
 }

@@ -216,6 +216,33 @@ impl Shared {
         })
     }
 
+    /// The end of every run: shows progress while the producers finish, sums what they sent,
+    /// waits for the deliveries, then stops the consumers.
+    pub async fn finish<C>(
+        self: &Arc<Self>,
+        producers: Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>,
+        consumers: Vec<tokio::task::JoinHandle<C>>,
+    ) -> anyhow::Result<Outcome> {
+        let progress = self.spawn_progress();
+        let mut total_sent = 0;
+        for p in producers {
+            total_sent += p.await??;
+        }
+        let publish_elapsed = self.start.elapsed();
+        self.wait_received(total_sent).await;
+        let elapsed = self.start.elapsed();
+        progress.abort();
+        for c in consumers {
+            c.abort();
+            let _ = c.await;
+        }
+        Ok(Outcome {
+            total_sent,
+            publish_elapsed,
+            elapsed,
+        })
+    }
+
     /// Waits until `total_sent` deliveries arrived (30 s without progress ends the wait).
     pub async fn wait_received(&self, total_sent: u64) {
         let mut last = (Instant::now(), self.received.load(Ordering::Relaxed));

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use junction_sdk::{Client, ClientOptions, ConsumerOptions, Destination, Message, QueueOptions};
 
-use crate::measure::{report, Outcome, Shared, Workload};
+use crate::measure::{report, Shared, Workload};
 
 /// Options of the native run.
 #[derive(Args, Clone)]
@@ -133,24 +133,7 @@ pub async fn run(a: NativeArgs) -> anyhow::Result<()> {
         }));
     }
 
-    let progress = shared.spawn_progress();
-    let mut total_sent = 0;
-    for p in producers {
-        total_sent += p.await??;
-    }
-    let publish_elapsed = shared.start.elapsed();
-    shared.wait_received(total_sent).await;
-    let elapsed = shared.start.elapsed();
-    progress.abort();
-    for c in consumers {
-        c.abort();
-        let _ = c.await;
-    }
+    let o = shared.finish(producers, consumers).await?;
     admin_client.close().await.ok();
-    let o = Outcome {
-        total_sent,
-        publish_elapsed,
-        elapsed,
-    };
     report("native", "confirms", w, &shared, o)
 }
