@@ -23,6 +23,8 @@ pub struct Config {
     pub native: ListenerSection,
     /// The AMQP 0-9-1 listener.
     pub amqp: AmqpSection,
+    /// The MQTT 3.1.1 / 5.0 listener.
+    pub mqtt: MqttSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -93,6 +95,50 @@ impl Default for AmqpSection {
     }
 }
 
+/// `[mqtt]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Clients without a user name connect as the default user (else they are refused).
+    pub allow_anonymous: bool,
+    /// Virtual host of clients that do not name one (`vhost:user` user names do).
+    pub vhost: String,
+    /// Exchange MQTT topics live in.
+    pub exchange: String,
+    /// Largest packet accepted, bytes.
+    pub max_packet_size: u32,
+    /// Unacknowledged QoS 1/2 publishes allowed per client, and the window towards clients.
+    pub receive_maximum: u16,
+    /// Topic aliases a 5.0 client may use.
+    pub topic_alias_maximum: u16,
+    /// Longest keep alive accepted, seconds (0 = any).
+    pub max_keep_alive: u16,
+    /// Longest session expiry interval granted, seconds (also the lifetime of a 3.1.1
+    /// persistent session).
+    pub max_session_expiry: u32,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_anonymous: true,
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            max_packet_size: 16 << 20,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: 0,
+            max_session_expiry: u32::MAX,
+        }
+    }
+}
+
 /// `[default_user]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +169,7 @@ impl Default for Config {
             store: StoreSection::default(),
             native: ListenerSection::default(),
             amqp: AmqpSection::default(),
+            mqtt: MqttSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -242,7 +289,7 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "amqp", "default_user", "limits"];
+            let sections = ["store", "native", "amqp", "mqtt", "default_user", "limits"];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -113,6 +113,54 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         ));
     }
 
+    if cfg.mqtt.enabled {
+        let listener = TcpListener::bind(cfg.mqtt.listen)
+            .await
+            .with_context(|| format!("binding the mqtt listener on {}", cfg.mqtt.listen))?;
+        let addr = listener.local_addr()?;
+        bound.push(("mqtt", addr));
+        let m = &cfg.mqtt;
+        let settings = gateway::mqtt::Settings {
+            vhost: m.vhost.clone(),
+            exchange: m.exchange.clone(),
+            anonymous: m.allow_anonymous.then(|| {
+                (
+                    cfg.default_user.name.clone(),
+                    cfg.default_user.password.clone(),
+                )
+            }),
+            max_packet_size: m.max_packet_size,
+            receive_maximum: m.receive_maximum.max(1),
+            topic_alias_maximum: m.topic_alias_maximum,
+            max_keep_alive: m.max_keep_alive,
+            max_session_expiry: m.max_session_expiry,
+            ..Default::default()
+        };
+        let (broker, stop2, tracker2, slots) = (
+            broker.clone(),
+            stop.clone(),
+            tracker.clone(),
+            Arc::clone(&slots),
+        );
+        tracker.spawn(accept_loop(
+            listener,
+            "mqtt",
+            slots,
+            stop2.clone(),
+            tracker2,
+            move |stream, peer| {
+                let _ = stream.set_nodelay(true);
+                gateway::mqtt::serve(
+                    stream,
+                    peer,
+                    broker.clone(),
+                    stop2.clone(),
+                    settings.clone(),
+                )
+            },
+        ));
+    }
+
     let listeners: Vec<serde_json::Value> = bound
         .iter()
         .map(|(p, a)| serde_json::json!({"protocol": p, "address": a.to_string()}))
@@ -125,6 +173,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tracing::info!(protocol = p, address = %a, "listening");
         println!("junction: {p} listening on {a}");
     }
+    println!("junction: ready");
 
     shutdown.await;
     tracing::info!("shutting down: closing connections");

@@ -13,6 +13,7 @@ mod memory;
 pub mod message;
 pub mod meta;
 mod queue;
+mod retained;
 mod session;
 pub mod topic;
 mod vhost;
@@ -31,6 +32,7 @@ pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
 pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom};
+pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
     ReadResult, Routed, Session, SessionEvent, StoredMessage,
@@ -86,6 +88,8 @@ pub struct BrokerInner {
     /// Set while anonymous memory is above the high watermark.
     memory_alarm: std::sync::atomic::AtomicBool,
     stop: tokio_util::sync::CancellationToken,
+    /// Retained messages by vhost, exchange and routing key.
+    pub(crate) retained: Arc<retained::Retained>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -171,7 +175,12 @@ impl Broker {
             me: me.clone(),
             memory_alarm: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
+            retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
         });
+        inner.tasks.spawn(retained::saver(
+            Arc::clone(&inner.retained),
+            inner.stop.clone(),
+        ));
         for v in &meta.vhosts {
             wlock(&inner.vhosts).insert(v.clone(), Arc::new(RwLock::new(VHostState::new(v))));
         }
@@ -504,6 +513,7 @@ impl BrokerInner {
                 .retain(|b| !(b.dest_is_exchange && b.destination == name));
         }
         drop(st);
+        self.retained.forget(vhost, Some(name));
         self.save_meta(|m| {
             m.exchanges
                 .retain(|x| !(x.vhost == vhost && x.name == name));
@@ -626,6 +636,25 @@ impl BrokerInner {
             })?;
         }
         Ok(())
+    }
+
+    fn queue_bindings(&self, vhost: &str, queue: &str) -> Vec<BindingDecl> {
+        let Some(vh) = self.vhost(vhost) else {
+            return Vec::new();
+        };
+        let st = rlock(&vh);
+        st.exchanges
+            .values()
+            .flat_map(|x| &x.bindings)
+            .filter(|b| !b.dest_is_exchange && b.destination == queue)
+            .map(|b| BindingDecl {
+                exchange: b.source.clone(),
+                destination: b.destination.clone(),
+                destination_is_exchange: false,
+                routing_key: b.routing_key.clone(),
+                args: b.args.clone(),
+            })
+            .collect()
     }
 
     /// A client's publish on its session's vhost: internal exchanges are refused.

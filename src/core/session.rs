@@ -16,6 +16,7 @@ use super::error::{CoreError, CoreResult};
 use super::message::{Message, Value};
 use super::meta::ExchangeKind;
 use super::queue::{ConsumeSpec, ConsumerId, QueueCmd, QueueHandle, Settle};
+use super::retained::RetainedMessage;
 use super::BrokerInner;
 
 /// A consumer's tag, unique within its session.
@@ -466,6 +467,29 @@ impl Session {
         self.broker.bind(&self.info.vhost, b, true)
     }
 
+    /// The bindings whose destination is queue `name`, with their arguments (a gateway restores
+    /// a persistent subscription's options from them).
+    ///
+    /// # Errors
+    /// `NotFound`, `ResourceLocked`.
+    pub fn queue_bindings(&self, name: &str) -> CoreResult<Vec<BindingDecl>> {
+        self.queue(name)?;
+        Ok(self.broker.queue_bindings(&self.info.vhost, name))
+    }
+
+    /// The retained messages of `exchange` whose routing keys match the AMQP topic `pattern`
+    /// (as a topic binding would), in routing-key order, with the retain flag set.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read on the exchange).
+    pub fn retained(&self, exchange: &str, pattern: &str) -> CoreResult<Vec<RetainedMessage>> {
+        self.check(Access::Read, exchange)?;
+        Ok(self
+            .broker
+            .retained
+            .matching(&self.info.vhost, exchange, pattern, super::now_ms()))
+    }
+
     /// Removes a binding.
     ///
     /// # Errors
@@ -503,6 +527,15 @@ impl Session {
         let (routed, end) = self
             .broker
             .publish_checked(&self.vhost, exchange, routing_key, msg)?;
+        if msg.properties.retain {
+            self.broker.retained.set(
+                &self.info.vhost,
+                exchange,
+                routing_key,
+                msg,
+                super::now_ms(),
+            );
+        }
         self.publish_seq += 1;
         let seq = self.publish_seq;
         self.confirm_after(seq, end);
