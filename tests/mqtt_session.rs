@@ -256,17 +256,28 @@ async fn session_expiry_interval_ends_a_v5_session() {
     let (raw, ack) = Raw::connect(b.mqtt, again.clone()).await;
     assert!(ack.session_present);
     drop(raw);
-    // Some time after the interval: it is gone.
+    // Some time after the interval it is gone: watch its queue from AMQP (an MQTT probe would
+    // resume the session and restart its clock).
+    let conn = common::amqp::connect(&b).await;
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (raw, ack) = Raw::connect(b.mqtt, again.clone()).await;
-        drop(raw);
-        if !ack.session_present {
+        let ch = common::amqp::channel(&conn).await;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let r = ch
+            .queue_declare("mqtt-session-brief".into(), passive, Default::default())
+            .await;
+        if r.is_err() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "session never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (raw, ack) = Raw::connect(b.mqtt, again).await;
+    assert!(!ack.session_present);
+    drop(raw);
 
     // Session expiry 0 (the 5.0 default): nothing is kept.
     let (mut raw, _) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V5, "none", true)).await;

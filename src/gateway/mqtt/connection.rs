@@ -396,6 +396,13 @@ where
         }
     }
 
+    if !session_present && expiry > 0 {
+        // A persistent session exists from its first connection, subscriptions or not (its
+        // QoS 2 state counts too).
+        if let Err(e) = conn.ensure_queue().await {
+            tracing::warn!(client_id = %conn.client_id, error = %e, "mqtt: creating the session failed");
+        }
+    }
     let mut ack = ConnAck {
         session_present,
         code: ReasonCode::SUCCESS,

@@ -134,7 +134,7 @@ where
     }
 
     /// Declares the session queue if needed and consumes it.
-    async fn ensure_queue(&mut self) -> CoreResult<()> {
+    pub(super) async fn ensure_queue(&mut self) -> CoreResult<()> {
         if self.queue_tag.is_some() {
             return Ok(());
         }
