@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::mqtt::{connect_packet, v4_options, Raw, V4, DEADLINE};
+use common::mqtt::{connect_packet, v4_options, Raw, DEADLINE, V4};
 use common::TestBroker;
 use junction_mqtt::{
     Packet, ProtocolVersion, PubResponse, Publish, QoS as Q, ReasonCode, Subscribe, Subscription,
@@ -60,7 +60,12 @@ async fn offline_messages_are_kept_in_order_across_a_broker_restart() {
     let p = V4::connect(b.mqtt, "p").await;
     for i in 0..20 {
         p.client
-            .publish(format!("grid/{}", i % 3), QoS::AtLeastOnce, false, format!("{i}"))
+            .publish(
+                format!("grid/{}", i % 3),
+                QoS::AtLeastOnce,
+                false,
+                format!("{i}"),
+            )
             .await
             .unwrap();
     }
@@ -82,7 +87,11 @@ async fn offline_messages_are_kept_in_order_across_a_broker_restart() {
     }
     for i in 0..20 {
         let m = c.publish().await;
-        assert_eq!(&m.payload[..], format!("{i}").as_bytes(), "in publish order");
+        assert_eq!(
+            &m.payload[..],
+            format!("{i}").as_bytes(),
+            "in publish order"
+        );
         assert_eq!(m.qos, QoS::AtLeastOnce);
     }
     let z = c.publish().await;
@@ -117,10 +126,13 @@ async fn qos2_duplicates_are_delivered_once() {
     let mut sub = V4::connect(b.mqtt, "sub").await;
     sub.subscribe("exact/#", QoS::ExactlyOnce).await;
 
-    let (mut raw, _) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "pub2", false)).await;
-    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), false, b"once")).await;
+    let (mut raw, _) =
+        Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "pub2", false)).await;
+    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), false, b"once"))
+        .await;
     // The same packet again before PUBREL, as a client retrying would.
-    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), true, b"once")).await;
+    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), true, b"once"))
+        .await;
     let mut recs = 0;
     while recs < 2 {
         match raw.recv().await {
@@ -136,16 +148,21 @@ async fn qos2_duplicates_are_delivered_once() {
     let (mut raw, ack) =
         Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "pub2", false)).await;
     assert!(ack.session_present);
-    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), true, b"once")).await;
+    raw.send(&publish("exact/1", Q::ExactlyOnce, Some(7), true, b"once"))
+        .await;
     assert!(matches!(raw.recv().await, Some(Packet::PubRec(r)) if r.packet_id == 7));
     raw.send(&Packet::PubRel(response(7))).await;
     assert!(matches!(raw.recv().await, Some(Packet::PubComp(r)) if r.packet_id == 7));
     // After PUBCOMP the identifier is free: the same id is a new message.
-    raw.send(&publish("exact/2", Q::ExactlyOnce, Some(7), false, b"next")).await;
+    raw.send(&publish("exact/2", Q::ExactlyOnce, Some(7), false, b"next"))
+        .await;
     assert!(matches!(raw.recv().await, Some(Packet::PubRec(r)) if r.packet_id == 7));
 
     let m = sub.publish().await;
-    assert_eq!((m.topic.as_str(), &m.payload[..]), ("exact/1", &b"once"[..]));
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("exact/1", &b"once"[..])
+    );
     let m = sub.publish().await;
     assert_eq!(m.topic, "exact/2");
     sub.no_publish().await;
@@ -154,12 +171,19 @@ async fn qos2_duplicates_are_delivered_once() {
 #[tokio::test]
 async fn unacknowledged_messages_come_back_with_dup_and_the_same_packet_id() {
     let b = TestBroker::start();
-    let (mut raw, _) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "slow", false)).await;
+    let (mut raw, _) =
+        Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "slow", false)).await;
     raw.send(&subscribe(1, "work/#", Q::ExactlyOnce)).await;
     assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
     let p = V4::connect(b.mqtt, "p").await;
-    p.client.publish("work/a", QoS::AtLeastOnce, false, "a").await.unwrap();
-    p.client.publish("work/b", QoS::ExactlyOnce, false, "b").await.unwrap();
+    p.client
+        .publish("work/a", QoS::AtLeastOnce, false, "a")
+        .await
+        .unwrap();
+    p.client
+        .publish("work/b", QoS::ExactlyOnce, false, "b")
+        .await
+        .unwrap();
     let mut first = Vec::new();
     for _ in 0..2 {
         match raw.recv().await {
@@ -181,9 +205,11 @@ async fn unacknowledged_messages_come_back_with_dup_and_the_same_packet_id() {
                 assert!(m.dup, "redelivery has DUP set");
                 assert_eq!((&m.topic, &m.packet_id, &m.qos), (topic, id, qos));
                 if m.qos == Q::AtLeastOnce {
-                    raw.send(&Packet::PubAck(response(m.packet_id.unwrap()))).await;
+                    raw.send(&Packet::PubAck(response(m.packet_id.unwrap())))
+                        .await;
                 } else {
-                    raw.send(&Packet::PubRec(response(m.packet_id.unwrap()))).await;
+                    raw.send(&Packet::PubRec(response(m.packet_id.unwrap())))
+                        .await;
                     assert!(matches!(raw.recv().await, Some(Packet::PubRel(_))));
                     // The PUBCOMP is lost with the connection: PUBREL is re-sent.
                 }
@@ -192,7 +218,8 @@ async fn unacknowledged_messages_come_back_with_dup_and_the_same_packet_id() {
         }
     }
     drop(raw);
-    let (mut raw, _) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "slow", false)).await;
+    let (mut raw, _) =
+        Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V311, "slow", false)).await;
     match raw.recv().await {
         Some(Packet::PubRel(r)) => {
             assert_eq!(Some(r.packet_id), first[1].1);
@@ -272,7 +299,10 @@ async fn session_expiry_interval_ends_a_v5_session() {
         if r.is_err() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "session never expired");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session never expired"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (raw, ack) = Raw::connect(b.mqtt, again).await;
@@ -280,12 +310,14 @@ async fn session_expiry_interval_ends_a_v5_session() {
     drop(raw);
 
     // Session expiry 0 (the 5.0 default): nothing is kept.
-    let (mut raw, _) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V5, "none", true)).await;
+    let (mut raw, _) =
+        Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V5, "none", true)).await;
     raw.send(&subscribe(1, "n/#", Q::AtLeastOnce)).await;
     assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
     raw.send(&Packet::Disconnect(Default::default())).await;
     assert_eq!(raw.recv().await, None);
-    let (_raw, ack) = Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V5, "none", false)).await;
+    let (_raw, ack) =
+        Raw::connect(b.mqtt, connect_packet(ProtocolVersion::V5, "none", false)).await;
     assert!(!ack.session_present);
     let _ = ReasonCode::SUCCESS;
 }

@@ -44,6 +44,14 @@ impl TestBroker {
         b
     }
 
+    /// A broker on a fresh temporary directory, with extra `JUNCTION_*` settings.
+    pub fn start_with(env: &[(&str, &str)]) -> TestBroker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = TestBroker::start_in(tmp.path(), env);
+        b._tmp = Some(tmp);
+        b
+    }
+
     /// A broker on `dir` (kept after it stops), with extra `JUNCTION_*` settings.
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestBroker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
