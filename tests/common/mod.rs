@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod mqtt;
+pub mod python;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
