@@ -321,3 +321,39 @@ async fn session_expiry_interval_ends_a_v5_session() {
     assert!(!ack.session_present);
     let _ = ReasonCode::SUCCESS;
 }
+
+#[tokio::test]
+async fn disconnect_changes_the_session_expiry_interval() {
+    let b = TestBroker::start();
+    let expiring = |clean: bool, secs: u32| {
+        let mut c = connect_packet(ProtocolVersion::V5, "changer", clean);
+        c.properties.session_expiry_interval = Some(secs);
+        c
+    };
+    let bye = |secs: u32| {
+        Packet::Disconnect(junction_mqtt::ReasonOnly {
+            reason: ReasonCode::SUCCESS,
+            properties: junction_mqtt::Properties {
+                session_expiry_interval: Some(secs),
+                ..Default::default()
+            },
+        })
+    };
+    // 1 s on CONNECT, raised to 5 min on DISCONNECT: still there well after 1 s.
+    let (mut raw, _) = Raw::connect(b.mqtt, expiring(true, 1)).await;
+    raw.send(&subscribe(1, "c/#", Q::AtLeastOnce)).await;
+    assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
+    raw.send(&bye(300)).await;
+    assert_eq!(raw.recv().await, None);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (mut raw, ack) = Raw::connect(b.mqtt, expiring(false, 1)).await;
+    assert!(
+        ack.session_present,
+        "the longer interval from DISCONNECT applies"
+    );
+    // Lowered to 0 on DISCONNECT: gone at once.
+    raw.send(&bye(0)).await;
+    assert_eq!(raw.recv().await, None);
+    let (_raw, ack) = Raw::connect(b.mqtt, expiring(false, 1)).await;
+    assert!(!ack.session_present);
+}

@@ -638,6 +638,31 @@ impl BrokerInner {
         Ok(())
     }
 
+    fn set_queue_expiry(&self, q: &QueueHandle, expires_ms: Option<u64>) -> CoreResult<()> {
+        let ms = expires_ms.filter(|ms| *ms > 0);
+        q.expires_ms
+            .store(ms.unwrap_or(u64::MAX), Ordering::Relaxed);
+        if !q.def.durable {
+            return Ok(());
+        }
+        self.save_meta(|m| {
+            if let Some(d) = m
+                .queues
+                .iter_mut()
+                .find(|d| d.vhost == q.def.vhost && d.name == q.def.name)
+            {
+                d.args.expires_ms = ms;
+                d.raw_args.retain(|(k, _)| k != "x-expires");
+                if let Some(ms) = ms {
+                    d.raw_args.push((
+                        "x-expires".into(),
+                        Value::I64(ms.min(i64::MAX as u64) as i64),
+                    ));
+                }
+            }
+        })
+    }
+
     fn queue_bindings(&self, vhost: &str, queue: &str) -> Vec<BindingDecl> {
         let Some(vh) = self.vhost(vhost) else {
             return Vec::new();

@@ -154,6 +154,9 @@ pub struct QueueHandle {
     /// Ready bytes of the default group as of the actor's last pass (reject-publish by bytes).
     pub(crate) ready_bytes: AtomicU64,
     pub(crate) deleted: AtomicBool,
+    /// `x-expires` in force, ms (`u64::MAX`: never); starts as declared, changed by
+    /// [`crate::core::Session::set_queue_expiry`].
+    pub(crate) expires_ms: AtomicU64,
 }
 
 impl QueueHandle {
@@ -1174,13 +1177,10 @@ impl Actor {
             self.save_offsets();
         }
         let unused = self.consumers.values().all(|c| c.tag.is_empty());
-        let expired = self
-            .ctx
-            .q
-            .def
-            .args
-            .expires_ms
-            .is_some_and(|ms| unused && self.last_used.elapsed() >= Duration::from_millis(ms));
+        let expires_ms = self.ctx.q.expires_ms.load(Ordering::Relaxed);
+        let expired = expires_ms != u64::MAX
+            && unused
+            && self.last_used.elapsed() >= Duration::from_millis(expires_ms);
         let auto_deleted = self.ctx.q.def.auto_delete && self.had_consumer && unused;
         if expired || auto_deleted {
             if let Some(b) = self.ctx.broker.upgrade() {
@@ -1227,6 +1227,7 @@ pub(crate) fn new_handle(
 ) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let h = QueueHandle {
+        expires_ms: AtomicU64::new(def.args.expires_ms.unwrap_or(u64::MAX)),
         name: def.name.clone(),
         def,
         exclusive_owner,

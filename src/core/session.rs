@@ -392,6 +392,25 @@ impl Session {
         })
     }
 
+    /// Declares (or checks) a queue without asking it for its counts: it is routable when this
+    /// returns. For protocols that do not report counts (AMQP `nowait`, MQTT sessions).
+    ///
+    /// # Errors
+    /// As [`Session::declare_queue`]; a server-named queue needs [`Session::declare_queue`].
+    pub fn declare_queue_nowait(&mut self, d: QueueDecl) -> CoreResult<()> {
+        if d.name.is_empty() {
+            return Err(CoreError::Invalid(
+                "a server-named queue must be declared with a reply".into(),
+            ));
+        }
+        if !d.passive {
+            self.check(Access::Configure, &d.name)?;
+        }
+        self.broker
+            .declare_queue(&self.info.vhost, d, self.owner)
+            .map(|_| ())
+    }
+
     /// Deletes a queue; returns how many ready messages it had (0 for a queue that does not exist).
     ///
     /// # Errors
@@ -427,6 +446,18 @@ impl Session {
         self.check(Access::Read, name)?;
         let q = self.queue(name)?;
         q.ask(|reply| QueueCmd::Purge { reply }).await
+    }
+
+    /// Changes how long a queue may stay unused before it is deleted (`x-expires`; `None`:
+    /// never), counted from when it was last used; kept across restarts for durable queues.
+    /// (MQTT 5 clients change their session expiry interval on DISCONNECT.)
+    ///
+    /// # Errors
+    /// `AccessRefused` (configure), `NotFound`, `ResourceLocked`.
+    pub fn set_queue_expiry(&mut self, name: &str, expires_ms: Option<u64>) -> CoreResult<()> {
+        self.check(Access::Configure, name)?;
+        let q = self.queue(name)?;
+        self.broker.set_queue_expiry(&q, expires_ms)
     }
 
     /// Ready/unacked/consumer counts of a queue.

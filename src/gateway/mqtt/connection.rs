@@ -1050,10 +1050,20 @@ where
 
         let will = if close.will { self.will.take() } else { None };
         let will_session = will.as_ref().map(|_| self.session.open_sibling());
-        if self.expiry == 0 && self.queue_tag.is_some() {
+        if self.queue_tag.is_some() {
             let q = self.queue.clone();
-            if let Err(e) = self.session.delete_queue(&q, false, false).await {
-                tracing::warn!(client_id = %self.client_id, error = %e, "mqtt: deleting the session queue failed");
+            let r = if self.expiry == 0 {
+                self.session
+                    .delete_queue(&q, false, false)
+                    .await
+                    .map(|_| ())
+            } else {
+                // The interval in force now (CONNECT's, or DISCONNECT's if it changed it).
+                let ms = (self.expiry != u32::MAX).then(|| u64::from(self.expiry) * 1000);
+                self.session.set_queue_expiry(&q, ms)
+            };
+            if let Err(e) = r {
+                tracing::warn!(client_id = %self.client_id, error = %e, "mqtt: ending or keeping the session failed");
             }
         }
         self.session.close().await;
@@ -1068,6 +1078,15 @@ where
             );
         }
         self.settings.registry.release(claim, carry);
+        if close.reason.is_some() {
+            // The broker closed: read what the client still sends (PUBRELs for PUBRECs it was
+            // reading, say) until it closes too, so it reads our DISCONNECT instead of a reset.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while matches!(self.io.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
     }
 }
 

@@ -134,39 +134,34 @@ where
     }
 
     /// Declares the session queue if needed and consumes it.
+    /// Declares the session queue if it does not exist; it is routable on return.
+    fn declare_session_queue(&mut self) -> CoreResult<()> {
+        match self.session.queue_bindings(&self.queue) {
+            Ok(_) => return Ok(()),
+            Err(CoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut args = Vec::new();
+        if self.expiry > 0 && self.expiry != u32::MAX {
+            args.push((
+                "x-expires".to_string(),
+                Value::I64(i64::from(self.expiry) * 1000),
+            ));
+        }
+        self.session.declare_queue_nowait(QueueDecl {
+            name: self.queue.clone(),
+            durable: self.expiry > 0,
+            args,
+            ..QueueDecl::default()
+        })
+    }
+
+    /// Declares the session queue if needed and consumes it.
     pub(super) async fn ensure_queue(&mut self) -> CoreResult<()> {
         if self.queue_tag.is_some() {
             return Ok(());
         }
-        let exists = self
-            .session
-            .declare_queue(QueueDecl {
-                name: self.queue.clone(),
-                passive: true,
-                ..QueueDecl::default()
-            })
-            .await;
-        match exists {
-            Ok(_) => {}
-            Err(CoreError::NotFound { .. }) => {
-                let mut args = Vec::new();
-                if self.expiry > 0 && self.expiry != u32::MAX {
-                    args.push((
-                        "x-expires".to_string(),
-                        Value::I64(i64::from(self.expiry) * 1000),
-                    ));
-                }
-                self.session
-                    .declare_queue(QueueDecl {
-                        name: self.queue.clone(),
-                        durable: self.expiry > 0,
-                        args,
-                        ..QueueDecl::default()
-                    })
-                    .await?;
-            }
-            Err(e) => return Err(e),
-        }
+        self.declare_session_queue()?;
         self.consume_queue().await
     }
 
@@ -252,7 +247,11 @@ where
         retained: &mut Vec<OutMsg>,
     ) -> CoreResult<()> {
         let key = topic::filter_to_amqp(filter).map_err(|e| CoreError::Invalid(e.to_string()))?;
-        self.ensure_queue().await?;
+        // Queue and binding first, both synchronous: the subscription catches what is published
+        // from the moment the SUBSCRIBE is read, before the consumer is attached.
+        if self.queue_tag.is_none() {
+            self.declare_session_queue()?;
+        }
         let sub = Sub {
             filter: filter.to_string(),
             key,
@@ -272,6 +271,7 @@ where
             }
         }
         self.subs.insert(filter.to_string(), sub.clone());
+        self.ensure_queue().await?;
         let send = match opts.retain_handling {
             RetainHandling::SendAtSubscribe => true,
             RetainHandling::SendIfNew => old.is_none(),
