@@ -23,6 +23,8 @@ pub struct Config {
     pub native: ListenerSection,
     /// The AMQP 0-9-1 listener.
     pub amqp: AmqpSection,
+    /// The STOMP listeners (TCP and WebSocket).
+    pub stomp: StompSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -93,6 +95,44 @@ impl Default for AmqpSection {
     }
 }
 
+/// `[stomp]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StompSection {
+    /// Whether the TCP listener is started.
+    pub enabled: bool,
+    /// TCP address to listen on.
+    pub listen: SocketAddr,
+    /// Whether the WebSocket listener (STOMP over WebSocket, paths `/ws` and `/`) is started.
+    pub ws_enabled: bool,
+    /// WebSocket address to listen on.
+    pub ws_listen: SocketAddr,
+    /// Largest frame accepted from a client (headers and body), bytes.
+    pub max_frame: usize,
+    /// Most headers in one frame.
+    pub max_headers: usize,
+    /// Longest header line, bytes.
+    pub max_header_length: usize,
+    /// Heart-beat interval offered both ways, ms: the server sends and expects heart-beats no
+    /// more often than this (the client's slower value wins). 0 = no heart-beats.
+    pub heartbeat_ms: u32,
+}
+
+impl Default for StompSection {
+    fn default() -> Self {
+        StompSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 61613)),
+            ws_enabled: true,
+            ws_listen: SocketAddr::from(([127, 0, 0, 1], 15674)),
+            max_frame: 16 << 20,
+            max_headers: 1000,
+            max_header_length: 8192,
+            heartbeat_ms: 1000,
+        }
+    }
+}
+
 /// `[default_user]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +163,7 @@ impl Default for Config {
             store: StoreSection::default(),
             native: ListenerSection::default(),
             amqp: AmqpSection::default(),
+            stomp: StompSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -242,7 +283,14 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "amqp", "default_user", "limits"];
+            let sections = [
+                "store",
+                "native",
+                "amqp",
+                "stomp",
+                "default_user",
+                "limits",
+            ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -113,6 +113,100 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         ));
     }
 
+    if cfg.stomp.enabled || cfg.stomp.ws_enabled {
+        let settings = gateway::stomp::Settings {
+            max_frame: cfg.stomp.max_frame,
+            max_headers: cfg.stomp.max_headers,
+            max_header_length: cfg.stomp.max_header_length,
+            heartbeat_ms: cfg.stomp.heartbeat_ms,
+            default_login: Some((
+                cfg.default_user.name.clone(),
+                cfg.default_user.password.clone(),
+            )),
+            ..Default::default()
+        };
+        if cfg.stomp.enabled {
+            let listener = TcpListener::bind(cfg.stomp.listen)
+                .await
+                .with_context(|| format!("binding the stomp listener on {}", cfg.stomp.listen))?;
+            bound.push(("stomp", listener.local_addr()?));
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            let settings = settings.clone();
+            tracker.spawn(accept_loop(
+                listener,
+                "stomp",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let _ = stream.set_nodelay(true);
+                    gateway::stomp::serve(
+                        stream,
+                        peer,
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                    )
+                },
+            ));
+        }
+        if cfg.stomp.ws_enabled {
+            let listener = TcpListener::bind(cfg.stomp.ws_listen)
+                .await
+                .with_context(|| {
+                    format!("binding the stomp-ws listener on {}", cfg.stomp.ws_listen)
+                })?;
+            bound.push(("stomp-ws", listener.local_addr()?));
+            let upgrade = gateway::ws::Upgrade {
+                paths: vec!["/ws".into(), "/".into()],
+                subprotocols: vec!["v12.stomp".into(), "v11.stomp".into(), "v10.stomp".into()],
+                // A STOMP frame may span WebSocket messages, but no message may be bigger
+                // than a frame (plus its header section).
+                max_message: cfg.stomp.max_frame.saturating_add(1 << 20),
+                timeout: settings.handshake_timeout,
+                outgoing: gateway::ws::Outgoing::TextWhenUtf8,
+            };
+            let settings = gateway::stomp::Settings {
+                protocol: "stomp-ws",
+                ..settings
+            };
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            tracker.spawn(accept_loop(
+                listener,
+                "stomp-ws",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let (broker, stop, settings, upgrade) = (
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                        upgrade.clone(),
+                    );
+                    async move {
+                        match gateway::ws::accept(stream, &upgrade).await {
+                            Ok(ws) => gateway::stomp::serve(ws, peer, broker, stop, settings).await,
+                            Err(e) => {
+                                tracing::info!(protocol = "stomp-ws", peer = %peer, error = %e, "WebSocket upgrade failed")
+                            }
+                        }
+                    }
+                },
+            ));
+        }
+    }
+
     let listeners: Vec<serde_json::Value> = bound
         .iter()
         .map(|(p, a)| serde_json::json!({"protocol": p, "address": a.to_string()}))

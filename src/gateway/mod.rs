@@ -3,3 +3,5 @@
 
 pub mod amqp;
 pub mod native;
+pub mod stomp;
+pub mod ws;
