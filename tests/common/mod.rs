@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod stomp;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -23,6 +24,10 @@ pub struct TestBroker {
     pub native: SocketAddr,
     /// AMQP 0-9-1 listener address.
     pub amqp: SocketAddr,
+    /// STOMP (TCP) listener address.
+    pub stomp: SocketAddr,
+    /// STOMP over WebSocket listener address.
+    pub stomp_ws: SocketAddr,
     /// Data directory.
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -54,6 +59,8 @@ impl TestBroker {
         .env("JUNCTION_STORE_MAX_RECORD_SIZE", "4194304")
         .env("JUNCTION_STORE_PRELOAD", "false")
         .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
+        .env("JUNCTION_STOMP_LISTEN", "127.0.0.1:0")
+        .env("JUNCTION_STOMP_WS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -75,30 +82,36 @@ impl TestBroker {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("junction: native listening on ") {
-                    let _ = tx.send(("native", a.parse::<SocketAddr>().unwrap()));
-                }
-                if let Some(a) = line.strip_prefix("junction: amqp listening on ") {
-                    let _ = tx.send(("amqp", a.parse::<SocketAddr>().unwrap()));
-                }
+                let Some((protocol, a)) = line
+                    .strip_prefix("junction: ")
+                    .and_then(|l| l.split_once(" listening on "))
+                else {
+                    continue;
+                };
+                let _ = tx.send((protocol.to_string(), a.parse::<SocketAddr>().unwrap()));
             }
         });
-        let (mut native, mut amqp) = (None, None);
-        while native.is_none() || amqp.is_none() {
+        let mut bound = std::collections::HashMap::new();
+        let wanted = ["native", "amqp", "stomp", "stomp-ws"];
+        while !wanted.iter().all(|p| bound.contains_key(*p)) {
             match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(("native", a)) => native = Some(a),
-                Ok((_, a)) => amqp = Some(a),
+                Ok((p, a)) => {
+                    bound.insert(p, a);
+                }
                 Err(_) => {
                     let _ = child.kill();
                     panic!("broker did not start; logs:\n{}", logs.lock().unwrap());
                 }
             }
         }
-        let (native, amqp) = (native.unwrap(), amqp.unwrap());
+        let (native, amqp) = (bound["native"], bound["amqp"]);
+        let (stomp, stomp_ws) = (bound["stomp"], bound["stomp-ws"]);
         TestBroker {
             child: Some(child),
             native,
             amqp,
+            stomp,
+            stomp_ws,
             dir: dir.to_path_buf(),
             _tmp: None,
             logs,
