@@ -20,6 +20,8 @@ pub struct StompClient {
     /// The version frames are encoded with.
     pub version: Version,
     next_receipt: u64,
+    /// Frames that arrived while waiting for a receipt, handed out first by `recv`.
+    stash: std::collections::VecDeque<Frame>,
 }
 
 impl StompClient {
@@ -37,6 +39,7 @@ impl StompClient {
             decoder: Decoder::with_limits(Version::V1_2, limits),
             version: Version::V1_2,
             next_receipt: 1,
+            stash: std::collections::VecDeque::new(),
         }
     }
 
@@ -107,6 +110,9 @@ impl StompClient {
 
     /// The next frame (heart-beats skipped), or `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<Frame> {
+        if let Some(f) = self.stash.pop_front() {
+            return Some(f);
+        }
         loop {
             match self.recv_item().await? {
                 Item::Frame(f) => return Some(f),
@@ -146,9 +152,22 @@ impl StompClient {
         let id = format!("r-{}", self.next_receipt);
         self.next_receipt += 1;
         self.send(f.with_header("receipt", id.as_str())).await;
-        let r = self.expect(Command::Receipt).await;
-        assert_eq!(r.header("receipt-id"), Some(id.as_str()));
-        r
+        // A MESSAGE may overtake the receipt (delivery does not wait for the disk).
+        loop {
+            let f = loop {
+                match self.recv_item().await {
+                    Some(Item::Frame(f)) => break f,
+                    Some(Item::Heartbeat) => {}
+                    None => panic!("connection closed while waiting for receipt {id}"),
+                }
+            };
+            if f.command == Command::Receipt {
+                assert_eq!(f.header("receipt-id"), Some(id.as_str()));
+                return f;
+            }
+            assert_eq!(f.command, Command::Message, "waiting for receipt {id}: {f:?}");
+            self.stash.push_back(f);
+        }
     }
 
     /// Subscribes (and waits for the receipt, so the subscription exists on return).
@@ -196,6 +215,7 @@ impl StompClient {
     /// Asserts that nothing arrives for `d` (used only after a receipt proved the server
     /// handled everything before it, so a short window suffices).
     pub async fn assert_quiet(&mut self, d: Duration) {
+        assert!(self.stash.is_empty(), "unexpected frames: {:?}", self.stash);
         let got = tokio::time::timeout(d, async {
             loop {
                 if let Some(Item::Frame(f)) = self.decoder.decode(&mut self.buf).unwrap() {
