@@ -283,14 +283,7 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = [
-                "store",
-                "native",
-                "amqp",
-                "stomp",
-                "default_user",
-                "limits",
-            ];
+            let sections = ["store", "native", "amqp", "stomp", "default_user", "limits"];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -67,7 +67,8 @@ async fn client_individual_acks_one_message_and_1_1_uses_message_id() {
     let mut p = StompClient::connect(b.stomp).await;
     fill(&mut p, "/queue/indiv", 3).await;
     let (mut c, _) = StompClient::connect_with(b.stomp, Some("1.1"), &[]).await;
-    c.subscribe("s", "/queue/indiv", "client-individual", &[]).await;
+    c.subscribe("s", "/queue/indiv", "client-individual", &[])
+        .await;
     let msgs = [c.message().await, c.message().await, c.message().await];
     // 1.1: no ack header; ACK names message-id.
     assert_eq!(msgs[0].header("ack"), None);
@@ -77,7 +78,8 @@ async fn client_individual_acks_one_message_and_1_1_uses_message_id() {
     c.disconnect().await;
     // m0 and m2 come back, m1 does not.
     let mut c = StompClient::connect(b.stomp).await;
-    c.subscribe("s", "/queue/indiv", "client-individual", &[]).await;
+    c.subscribe("s", "/queue/indiv", "client-individual", &[])
+        .await;
     let again = [c.message().await, c.message().await];
     let mut bodies: Vec<&str> = again.iter().map(text).collect();
     bodies.sort();
@@ -93,7 +95,8 @@ async fn client_individual_acks_one_message_and_1_1_uses_message_id() {
 async fn nack_requeues_unless_told_not_to() {
     let b = TestBroker::start();
     let mut c = StompClient::connect(b.stomp).await;
-    c.subscribe("s", "/queue/nack", "client-individual", &[]).await;
+    c.subscribe("s", "/queue/nack", "client-individual", &[])
+        .await;
     c.publish("/queue/nack", b"again", &[]).await;
     let m = c.message().await;
     assert_eq!(m.header("redelivered"), Some("false"));
@@ -172,7 +175,7 @@ async fn transactions_commit_and_abort_sends() {
     }
     c.publish("/queue/tx", b"plain", &[]).await;
     assert_eq!(text(&c.message().await), "plain"); // t2 was never published
-    // A frame naming a transaction that is not open is an error.
+                                                   // A frame naming a transaction that is not open is an error.
     c.send(Frame::send("/queue/tx", "x").with_header("transaction", "t2"))
         .await;
     let err = c.expect_error_and_close().await;
@@ -185,7 +188,8 @@ async fn transactions_commit_and_abort_acks() {
     let mut p = StompClient::connect(b.stomp).await;
     fill(&mut p, "/queue/txack", 2).await;
     let mut c = StompClient::connect(b.stomp).await;
-    c.subscribe("s", "/queue/txack", "client-individual", &[]).await;
+    c.subscribe("s", "/queue/txack", "client-individual", &[])
+        .await;
     let m0 = c.message().await;
     let m1 = c.message().await;
     c.send_with_receipt(Frame::new(Command::Begin).with_header("transaction", "a"))
@@ -201,7 +205,8 @@ async fn transactions_commit_and_abort_acks() {
     c.disconnect().await;
     // The aborted ACK did not happen: m0 comes back; the committed one did: m1 does not.
     let mut c = StompClient::connect(b.stomp).await;
-    c.subscribe("s", "/queue/txack", "client-individual", &[]).await;
+    c.subscribe("s", "/queue/txack", "client-individual", &[])
+        .await;
     let m = c.message().await;
     assert_eq!(text(&m), "m0");
     c.ack(Command::Ack, &m, &[]).await;

@@ -115,10 +115,8 @@ async fn send_and_receive_with_receipts_and_mapped_headers() {
     // Repeated headers: the first one wins and only it is carried.
     assert_eq!(m.header_values("x-custom").collect::<Vec<_>>(), ["v1"]);
     // Receipts for non-SEND frames too, then DISCONNECT with a receipt.
-    c.send_with_receipt(
-        Frame::new(Command::Unsubscribe).with_header("id", "s1"),
-    )
-    .await;
+    c.send_with_receipt(Frame::new(Command::Unsubscribe).with_header("id", "s1"))
+        .await;
     c.disconnect().await;
 }
 

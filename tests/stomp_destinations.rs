@@ -14,10 +14,20 @@ async fn queue_destinations_share_messages_between_subscribers() {
     let b = TestBroker::start();
     let mut a = StompClient::connect(b.stomp).await;
     let mut c = StompClient::connect(b.stomp).await;
-    a.subscribe("a", "/queue/work", "client-individual", &[("prefetch-count", "1")])
-        .await;
-    c.subscribe("c", "/queue/work", "client-individual", &[("prefetch-count", "1")])
-        .await;
+    a.subscribe(
+        "a",
+        "/queue/work",
+        "client-individual",
+        &[("prefetch-count", "1")],
+    )
+    .await;
+    c.subscribe(
+        "c",
+        "/queue/work",
+        "client-individual",
+        &[("prefetch-count", "1")],
+    )
+    .await;
     let mut p = StompClient::connect(b.stomp).await;
     p.publish("/queue/work", b"1", &[]).await;
     p.publish("/queue/work", b"2", &[]).await;
@@ -37,7 +47,8 @@ async fn topic_subscriptions_each_get_every_message_and_wildcards_work() {
     c.subscribe("t", "/topic/sensors.#", "auto", &[]).await;
     let mut p = StompClient::connect(b.stomp).await;
     p.publish("/topic/sensors.kitchen.temp", b"21.5", &[]).await;
-    p.publish("/topic/sensors.kitchen.humidity", b"40", &[]).await;
+    p.publish("/topic/sensors.kitchen.humidity", b"40", &[])
+        .await;
     let m = a.message().await;
     assert_eq!(text(&m), "21.5");
     assert_eq!(m.header("destination"), Some("/topic/sensors.kitchen.temp"));
@@ -46,7 +57,8 @@ async fn topic_subscriptions_each_get_every_message_and_wildcards_work() {
     // A topic message with no subscriber is dropped, not queued.
     let mut late = StompClient::connect(b.stomp).await;
     p.publish("/topic/nobody.listens", b"lost", &[]).await;
-    late.subscribe("t", "/topic/nobody.listens", "auto", &[]).await;
+    late.subscribe("t", "/topic/nobody.listens", "auto", &[])
+        .await;
     p.publish("/topic/nobody.listens", b"seen", &[]).await;
     assert_eq!(text(&late.message().await), "seen");
 }
@@ -110,7 +122,8 @@ async fn durable_topic_subscription_survives_reconnect() {
 async fn exchange_destinations() {
     let b = TestBroker::start();
     let mut c = StompClient::connect(b.stomp).await;
-    c.subscribe("d", "/exchange/amq.direct/blue", "auto", &[]).await;
+    c.subscribe("d", "/exchange/amq.direct/blue", "auto", &[])
+        .await;
     c.subscribe("f", "/exchange/amq.fanout", "auto", &[]).await;
     let mut p = StompClient::connect(b.stomp).await;
     p.publish("/exchange/amq.direct/blue", b"b", &[]).await;
@@ -172,7 +185,10 @@ async fn temp_queue_reply_to_is_rewritten_and_replies_come_back() {
         .publish(
             "/queue/rpc",
             b"ping",
-            &[("reply-to", "/temp-queue/answers"), ("correlation-id", "42")],
+            &[
+                ("reply-to", "/temp-queue/answers"),
+                ("correlation-id", "42"),
+            ],
         )
         .await;
     let req = server.message().await;
@@ -188,7 +204,11 @@ async fn temp_queue_reply_to_is_rewritten_and_replies_come_back() {
     assert_eq!(reply.header("correlation-id"), Some("42"));
     // The same temp queue is reused for the next request.
     client
-        .publish("/queue/rpc", b"ping2", &[("reply-to", "/temp-queue/answers")])
+        .publish(
+            "/queue/rpc",
+            b"ping2",
+            &[("reply-to", "/temp-queue/answers")],
+        )
         .await;
     assert_eq!(
         server.message().await.header("reply-to"),
@@ -214,7 +234,10 @@ async fn temp_queue_reply_to_is_rewritten_and_replies_come_back() {
             assert_eq!(f.header("message"), Some("not_found"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "temp queue not deleted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temp queue not deleted"
+        );
         probe
             .send_with_receipt(Frame::new(Command::Unsubscribe).with_header("id", "gone"))
             .await;

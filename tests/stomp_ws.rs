@@ -87,7 +87,10 @@ async fn stomp_over_websocket() {
     ))
     .await
     .unwrap();
-    assert_eq!(next_frame(&mut ws, &mut buf, &mut dec).await.0.command, Command::Receipt);
+    assert_eq!(
+        next_frame(&mut ws, &mut buf, &mut dec).await.0.command,
+        Command::Receipt
+    );
 
     // A frame split across two binary messages, then two frames in one message.
     let frame = bytes_of(&Frame::send("/topic/web", "split").with_header("receipt", "s1"));
@@ -122,9 +125,11 @@ async fn stomp_over_websocket() {
 
     // And the other way: WebSocket publishes, TCP receives.
     tcp.subscribe("t", "/queue/from-ws", "auto", &[]).await;
-    ws.send(Message::text("SEND\ndestination:/queue/from-ws\n\nhi tcp\0"))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        "SEND\ndestination:/queue/from-ws\n\nhi tcp\0",
+    ))
+    .await
+    .unwrap();
     assert_eq!(text(&tcp.message().await), "hi tcp");
 
     ws.send(Message::text("DISCONNECT\nreceipt:bye\n\n\0"))

@@ -107,6 +107,8 @@ impl std::fmt::Debug for WsStream {
 pub async fn accept(stream: TcpStream, upgrade: &Upgrade) -> Result<WsStream, WsError> {
     let _ = stream.set_nodelay(true);
     let mut chosen: Option<String> = None;
+    // The callback's signature is tungstenite's (`Callback`): its error type is not ours to box.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let path = req.uri().path();
         if !upgrade.paths.iter().any(|p| p == path) {

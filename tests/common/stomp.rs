@@ -165,7 +165,11 @@ impl StompClient {
                 assert_eq!(f.header("receipt-id"), Some(id.as_str()));
                 return f;
             }
-            assert_eq!(f.command, Command::Message, "waiting for receipt {id}: {f:?}");
+            assert_eq!(
+                f.command,
+                Command::Message,
+                "waiting for receipt {id}: {f:?}"
+            );
             self.stash.push_back(f);
         }
     }
@@ -208,7 +212,8 @@ impl StompClient {
 
     /// DISCONNECT with a receipt; waits for the receipt and the close.
     pub async fn disconnect(mut self) {
-        self.send_with_receipt(Frame::new(Command::Disconnect)).await;
+        self.send_with_receipt(Frame::new(Command::Disconnect))
+            .await;
         assert!(self.recv().await.is_none(), "open after DISCONNECT");
     }
 

@@ -161,8 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         match self.connect(&frame, peer, broker, settings) {
             Ok((session, version, client_id, hb, connected)) => {
                 self.push(&connected, version);
-                if self.io.write_all(&self.wbuf).await.is_err() || self.io.flush().await.is_err()
-                {
+                if self.io.write_all(&self.wbuf).await.is_err() || self.io.flush().await.is_err() {
                     return None;
                 }
                 self.wbuf.clear();
@@ -197,7 +196,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         if !matches!(f.command, Command::Connect | Command::Stomp) {
             return Err(error(
                 "expected CONNECT",
-                format!("the first frame must be CONNECT or STOMP, not {}", f.command),
+                format!(
+                    "the first frame must be CONNECT or STOMP, not {}",
+                    f.command
+                ),
             ));
         }
         let supported = format_versions(&Version::ALL);
@@ -220,7 +222,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         let server_hb = (settings.heartbeat_ms, settings.heartbeat_ms);
         let hb = negotiate_heartbeat(client_hb, server_hb);
         let (login, passcode) = match (f.header("login"), &settings.default_login) {
-            (Some(l), _) => (l.to_string(), f.header("passcode").unwrap_or("").to_string()),
+            (Some(l), _) => (
+                l.to_string(),
+                f.header("passcode").unwrap_or("").to_string(),
+            ),
             (None, Some((u, p))) => (u.clone(), p.clone()),
             (None, None) => (String::new(), String::new()),
         };
@@ -277,7 +282,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn run(&mut self, (send_ms, expect_ms): Heartbeat, stop: CancellationToken) {
-        let send = Duration::from_millis(u64::from(send_ms));
+        // Sent a little early: a client judges lateness by its own clock, through a network.
+        let send = Duration::from_millis(u64::from(send_ms) * 4 / 5);
         // The spec asks for a margin: the client's timer and the network are not exact.
         let grace = Duration::from_millis(u64::from(expect_ms) * 2);
         let mut last_read = Instant::now();
@@ -387,8 +393,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             },
             Command::Subscribe => self.subscribe(&f).await.map(|()| 0),
             Command::Unsubscribe => self.unsubscribe(&f).await.map(|()| 0),
-            Command::Begin => self.tx_name(&f).and_then(|t| Ok(self.tx.begin(&t)?)).map(|()| 0),
-            Command::Abort => self.tx_name(&f).and_then(|t| Ok(self.tx.abort(&t)?)).map(|()| 0),
+            Command::Begin => self
+                .tx_name(&f)
+                .and_then(|t| Ok(self.tx.begin(&t)?))
+                .map(|()| 0),
+            Command::Abort => self
+                .tx_name(&f)
+                .and_then(|t| Ok(self.tx.abort(&t)?))
+                .map(|()| 0),
             Command::Commit => self.commit(&f).await,
             Command::Disconnect => {
                 self.disconnecting = true;
@@ -546,7 +558,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         args: Vec::new(),
                     })
                     .await?;
-                self.temp.insert(name.to_string(), (info.name.clone(), false));
+                self.temp
+                    .insert(name.to_string(), (info.name.clone(), false));
                 info.name
             }
         };

@@ -207,7 +207,14 @@ mod tests {
             Ok(Destination::ReplyQueue("amq.gen-1".into()))
         );
         for bad in [
-            "", "q", "/queue/", "/queue", "/topic/", "/nope/x", "/queue/%zz", "/queue/%f",
+            "",
+            "q",
+            "/queue/",
+            "/queue",
+            "/topic/",
+            "/nope/x",
+            "/queue/%zz",
+            "/queue/%f",
         ] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }

@@ -110,7 +110,9 @@ pub fn properties_in(f: &Frame, now_ms: i64) -> Result<Properties, BadHeader> {
                 p.timestamp_ms = Some(s.saturating_mul(1000));
             }
             "user-id" => p.user_id = Some(value.clone()),
-            _ => p.headers.push((name.to_string(), Value::Str(value.clone()))),
+            _ => p
+                .headers
+                .push((name.to_string(), Value::Str(value.clone()))),
         }
     }
     Ok(p)
@@ -165,9 +167,7 @@ fn value_text(v: &Value) -> String {
         Value::Null => String::new(),
         Value::F64(x) => x.to_string(),
         Value::Timestamp(t) => t.to_string(),
-        other => other
-            .as_str_lossy()
-            .unwrap_or_else(|| format!("{other:?}")),
+        other => other.as_str_lossy().unwrap_or_else(|| format!("{other:?}")),
     }
 }
 

@@ -78,7 +78,8 @@ pub(super) struct Subscription {
 }
 
 fn is_true(f: &Frame, name: &str) -> bool {
-    f.header(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    f.header(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
