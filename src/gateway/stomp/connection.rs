@@ -83,8 +83,13 @@ pub async fn serve<S>(
         wbuf: BytesMut::with_capacity(8 << 10),
         decoder: Decoder::with_limits(Version::V1_2, settings.limits()),
     };
-    let Some((session, version, client_id, heartbeat)) =
-        hs.run(peer, &broker, &settings, &stop).await
+    let Some(Opened {
+        session,
+        version,
+        client_id,
+        heartbeat,
+        ..
+    }) = hs.run(peer, &broker, &settings, &stop).await
     else {
         return;
     };
@@ -133,6 +138,15 @@ struct Handshake<S> {
 /// Negotiated heart-beats, from the server's side: (send every, expect every), ms.
 type Heartbeat = (u32, u32);
 
+/// What an accepted CONNECT opened.
+struct Opened {
+    session: Session,
+    version: Version,
+    client_id: String,
+    heartbeat: Heartbeat,
+    connected: Frame,
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
     async fn run(
         &mut self,
@@ -140,7 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         broker: &Broker,
         settings: &Settings,
         stop: &CancellationToken,
-    ) -> Option<(Session, Version, String, Heartbeat)> {
+    ) -> Option<Opened> {
         let first = tokio::select! {
             r = tokio::time::timeout(settings.handshake_timeout, self.read_frame()) => r,
             _ = stop.cancelled() => return None,
@@ -159,13 +173,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             }
         };
         match self.connect(&frame, peer, broker, settings) {
-            Ok((session, version, client_id, hb, connected)) => {
-                self.push(&connected, version);
+            Ok(opened) => {
+                self.push(&opened.connected, opened.version);
                 if self.io.write_all(&self.wbuf).await.is_err() || self.io.flush().await.is_err() {
                     return None;
                 }
                 self.wbuf.clear();
-                Some((session, version, client_id, hb))
+                Some(opened)
             }
             Err(mut err) => {
                 tracing::info!(peer = %peer, error = %err.header("message").unwrap_or(""),
@@ -180,14 +194,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
     }
 
     /// Checks a CONNECT frame and opens the session; `Err` is the ERROR frame to send.
-    #[allow(clippy::type_complexity)]
     fn connect(
         &self,
         f: &Frame,
         peer: SocketAddr,
         broker: &Broker,
         settings: &Settings,
-    ) -> Result<(Session, Version, String, Heartbeat, Frame), Frame> {
+    ) -> Result<Opened, Frame> {
         let error = |message: &str, detail: String| {
             Frame::error(message)
                 .with_header("content-type", "text/plain")
@@ -250,7 +263,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         if version >= Version::V1_1 {
             connected.push_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1));
         }
-        Ok((session, version, client_id, hb, connected))
+        Ok(Opened {
+            session,
+            version,
+            client_id,
+            heartbeat: hb,
+            connected,
+        })
     }
 
     async fn read_frame(&mut self) -> Result<Option<Frame>, junction_stomp::DecodeError> {

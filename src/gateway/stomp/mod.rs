@@ -13,7 +13,9 @@
 //! Every error (a malformed frame, a refused login, a core error) is answered with an `ERROR`
 //! frame (a short `message` header, the detail as a `text/plain` body, and `receipt-id` when
 //! the failing frame asked for a receipt), logged once, and the connection is closed, as the
-//! spec asks. Other connections are unaffected.
+//! spec asks. Other connections are unaffected. The one ERROR that does not close is the
+//! notice that the broker cancelled a subscription (its queue was deleted), which names the
+//! `subscription`, as RabbitMQ does.
 
 pub mod connection;
 pub mod destination;

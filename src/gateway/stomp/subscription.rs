@@ -123,7 +123,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             Destination::TempQueue(t) => {
                 fixed_destination = Some(dest.to_string());
-                (self.temp_queue(t, false).await?, false)
+                let q = self.temp_queue(t, false).await?;
+                // Replies go to this subscription: a later reply-to adds no consumer of its own.
+                if let Some(entry) = self.temp.get_mut(t) {
+                    entry.1 = true;
+                }
+                (q, false)
             }
             Destination::Topic(_) | Destination::Exchange { .. } => {
                 let q = self.private_queue(f, &dest, &id, durable).await?;
