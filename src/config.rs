@@ -125,7 +125,7 @@ impl Default for StompSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 61613)),
             ws_enabled: true,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 15674)),
-            max_frame: 16 << 20,
+            max_frame: 17 << 20,
             max_headers: 1000,
             max_header_length: 8192,
             heartbeat_ms: 1000,

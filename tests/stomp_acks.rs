@@ -214,3 +214,40 @@ async fn transactions_commit_and_abort_acks() {
         .await;
     c.assert_quiet(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn receipts_of_transactional_frames_come_with_the_commit() {
+    let b = TestBroker::start();
+    let mut c = StompClient::connect(b.stomp).await;
+    c.subscribe("s", "/queue/txr", "auto", &[]).await;
+    c.send_with_receipt(Frame::new(Command::Begin).with_header("transaction", "t"))
+        .await;
+    c.send(
+        Frame::send("/queue/txr", "held")
+            .with_header("transaction", "t")
+            .with_header("receipt", "held-send"),
+    )
+    .await;
+    // Nothing yet: not the message, not the SEND's receipt (this BEGIN's receipt comes first).
+    let r = c
+        .send_with_receipt(Frame::new(Command::Begin).with_header("transaction", "other"))
+        .await;
+    assert_ne!(r.header("receipt-id"), Some("held-send"));
+    c.send(
+        Frame::new(Command::Commit)
+            .with_header("transaction", "t")
+            .with_header("receipt", "commit"),
+    )
+    .await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let f = c.recv().await.expect("open");
+        got.push(match f.command {
+            Command::Receipt => f.header("receipt-id").unwrap().to_string(),
+            _ => text(&f).to_string(),
+        });
+    }
+    // The SEND's receipt, then the COMMIT's (the message may come at any point).
+    got.retain(|g| g != "held");
+    assert_eq!(got, ["held-send", "commit"]);
+}

@@ -247,12 +247,19 @@ async fn temp_queue_reply_to_is_rewritten_and_replies_come_back() {
 #[tokio::test]
 async fn bad_destinations_are_errors() {
     let b = TestBroker::start();
-    for dest in ["/nope/x", "queue/x", "/queue/"] {
+    for (dest, message) in [
+        ("/nope/x", "Unknown destination"),
+        ("queue/x", "Unknown destination"),
+        ("/queue/", "Invalid destination"),
+        ("/queue/a/b", "Invalid destination"),
+        ("/exchange//k", "Invalid destination"),
+        ("/topic", "Invalid destination"),
+    ] {
         let mut c = StompClient::connect(b.stomp).await;
         c.send(Frame::send(dest, "x").with_header("receipt", "r"))
             .await;
         let err = c.expect_error_and_close().await;
-        assert_eq!(err.header("message"), Some("Unknown destination"));
+        assert_eq!(err.header("message"), Some(message), "{dest}");
         assert_eq!(err.header("receipt-id"), Some("r"));
     }
 }

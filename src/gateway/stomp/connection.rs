@@ -27,7 +27,7 @@ use super::mapping::properties_in;
 use super::subscription::Subscription;
 use super::transaction::Transactions;
 use super::{Settings, StompError};
-use crate::core::{Broker, Message, QueueDecl, Session, SessionEvent};
+use crate::core::{Broker, Message, QueueDecl, Session, SessionEvent, Value};
 
 /// Receipts waiting for publish confirms before the gateway stops reading from a client.
 const MAX_PENDING: usize = 16_384;
@@ -218,11 +218,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         let supported = format_versions(&Version::ALL);
         let Some(version) = negotiate(f.header("accept-version"), &Version::ALL) else {
             return Err(error(
-                &format!("Supported protocol versions are {supported}"),
-                format!(
-                    "no common version: the client accepts {:?}, the server speaks {supported}",
-                    f.header("accept-version").unwrap_or("")
-                ),
+                "Version mismatch",
+                format!("Supported versions are {supported}\n"),
             )
             .with_header("version", supported));
         };
@@ -242,6 +239,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             (None, Some((u, p))) => (u.clone(), p.clone()),
             (None, None) => (String::new(), String::new()),
         };
+        // `host` names the vhost when such a vhost exists; otherwise it is taken for the server's
+        // host name, which clients send there by default (stomp.py 1.2 sends `host:<address>`),
+        // and the default vhost is used. (RabbitMQ refuses an unknown vhost instead.)
         let vhost = f
             .header("host")
             .filter(|h| broker.has_vhost(h))
@@ -256,13 +256,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                 settings.protocol,
                 &client_id,
             )
-            .map_err(|e| error("Access refused", e.to_string()))?;
+            // RabbitMQ's wording, which does not say why (the log does).
+            .map_err(|_| error("Bad CONNECT", format!("Access refused for user '{login}'")))?;
         let mut connected = Frame::connected(version)
             .with_header("session", format!("session-{}", session.id()))
             .with_header("server", concat!("junction/", env!("CARGO_PKG_VERSION")));
-        if version >= Version::V1_1 {
-            connected.push_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1));
-        }
+        // 1.0 has no heart-beats; `0,0` says so to clients that look (as RabbitMQ does).
+        let offered = if version >= Version::V1_1 {
+            server_hb
+        } else {
+            (0, 0)
+        };
+        connected.push_header("heart-beat", format!("{},{}", offered.0, offered.1));
         Ok(Opened {
             session,
             version,
@@ -396,20 +401,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let receipt = f.header("receipt").map(str::to_owned);
         let command = f.command;
         let result = match command {
-            Command::Send => match f.header("transaction") {
-                Some(t) => {
-                    let t = t.to_string();
-                    self.tx.hold(&t, f).map_err(StompError::from).map(|()| 0)
-                }
-                None => self.send(f).await,
-            },
-            Command::Ack | Command::Nack => match f.header("transaction") {
-                Some(t) => {
-                    let t = t.to_string();
-                    self.tx.hold(&t, f).map_err(StompError::from).map(|()| 0)
-                }
-                None => self.settle(&f).map(|()| 0),
-            },
+            // A transactional frame's receipt comes with its COMMIT, once it is carried out.
+            Command::Send | Command::Ack | Command::Nack if f.header("transaction").is_some() => {
+                let t = f.header("transaction").unwrap_or_default().to_string();
+                return match self.tx.hold(&t, f) {
+                    Ok(()) => Flow::Continue,
+                    Err(e) => self.refuse(command, receipt, e.into()),
+                };
+            }
+            Command::Send => self.send(f).await,
+            Command::Ack | Command::Nack => self.settle(&f).map(|()| 0),
             Command::Subscribe => self.subscribe(&f).await.map(|()| 0),
             Command::Unsubscribe => self.unsubscribe(&f).await.map(|()| 0),
             Command::Begin => self
@@ -441,19 +442,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Flow::Continue
             }
-            Err(e) => {
-                tracing::info!(command = %command, error = %e.message, detail = %e.detail,
-                    "frame refused: closing the connection");
-                let mut frame = Frame::error(e.message)
-                    .with_header("content-type", "text/plain")
-                    .with_body(e.detail);
-                if let Some(id) = receipt {
-                    frame.push_header("receipt-id", id);
-                }
-                self.push(&frame);
-                Flow::Close
-            }
+            Err(e) => self.refuse(command, receipt, e),
         }
+    }
+
+    /// Sends the ERROR for a refused frame (logged once); the connection then closes.
+    fn refuse(&mut self, command: Command, receipt: Option<String>, e: StompError) -> Flow {
+        tracing::info!(command = %command, error = %e.message, detail = %e.detail,
+            "frame refused: closing the connection");
+        let mut frame = Frame::error(e.message)
+            .with_header("content-type", "text/plain")
+            .with_body(e.detail);
+        if let Some(id) = receipt {
+            frame.push_header("receipt-id", id);
+        }
+        self.push(&frame);
+        Flow::Close
     }
 
     fn tx_name(&self, f: &Frame) -> Result<String, StompError> {
@@ -477,9 +481,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let name = self.tx_name(f)?;
         let mut last = 0;
         for held in self.tx.commit(&name)? {
+            let receipt = held.header("receipt").map(str::to_owned);
             match held.command {
                 Command::Send => last = self.send(held).await?,
                 _ => self.settle(&held)?,
+            }
+            if let Some(id) = receipt {
+                self.receipt(last, id);
             }
         }
         Ok(last)
@@ -500,7 +508,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let (exchange, key) = match &dest {
             Destination::Queue(q) => {
-                self.ensure_queue(q).await?;
+                self.ensure_queue(q, &f).await?;
                 (String::new(), q.clone())
             }
             Destination::TempQueue(name) => (String::new(), self.temp_queue(name, false).await?),
@@ -519,33 +527,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Makes sure `/queue/<name>` exists: an existing queue is used as it is (whoever declared
-    /// it); a missing one is declared durable, as RabbitMQ does.
-    pub(super) async fn ensure_queue(&mut self, name: &str) -> Result<(), StompError> {
+    /// it); a missing one is declared, durable unless the frame says `durable:false`, with the
+    /// frame's `auto-delete`, `exclusive` and queue-argument headers (`x-message-ttl`, ...), as
+    /// RabbitMQ does.
+    pub(super) async fn ensure_queue(&mut self, name: &str, f: &Frame) -> Result<(), StompError> {
         if self.known_queues.contains(name) {
             return Ok(());
         }
-        let passive = self
-            .session
-            .declare_queue(QueueDecl {
-                name: name.to_string(),
-                partitions: 1,
-                durable: true,
-                exclusive: false,
-                auto_delete: false,
-                passive: true,
-                args: Vec::new(),
-            })
-            .await;
-        if passive.is_err() {
+        let flag = |h: &str, default: bool| {
+            f.header(h)
+                .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+        };
+        let decl = QueueDecl {
+            name: name.to_string(),
+            partitions: 1,
+            durable: flag("durable", true),
+            exclusive: flag("exclusive", false),
+            auto_delete: flag("auto-delete", false),
+            passive: true,
+            args: queue_args(f),
+        };
+        if self.session.declare_queue(decl.clone()).await.is_err() {
             self.session
                 .declare_queue(QueueDecl {
-                    name: name.to_string(),
-                    partitions: 1,
-                    durable: true,
-                    exclusive: false,
-                    auto_delete: false,
                     passive: false,
-                    args: Vec::new(),
+                    ..decl
                 })
                 .await?;
         }
@@ -640,6 +646,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             tracing::warn!(error = %e, "could not encode a frame");
         }
     }
+}
+
+/// Queue arguments a SEND or SUBSCRIBE may carry as headers (RabbitMQ's names).
+const QUEUE_ARGS: [&str; 10] = [
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-delivery-limit",
+    "x-max-priority",
+    "x-queue-mode",
+];
+
+/// The queue arguments among a frame's headers (first of each name).
+pub(super) fn queue_args(f: &Frame) -> Vec<(String, Value)> {
+    QUEUE_ARGS
+        .iter()
+        .filter_map(|&a| {
+            f.header(a)
+                .map(|v| (a.to_string(), Value::Str(v.to_string())))
+        })
+        .collect()
 }
 
 fn now_ms() -> i64 {

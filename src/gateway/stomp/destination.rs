@@ -42,8 +42,20 @@ pub enum Destination {
 
 /// A destination that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid destination {0:?}: expected /queue/, /topic/, /exchange/, /amq/queue/, /temp-queue/ or /reply-queue/")]
-pub struct BadDestination(pub String);
+pub enum BadDestination {
+    /// No known prefix (`/nowhere/x`).
+    #[error("unknown destination {0:?}: expected /queue/, /topic/, /exchange/, /amq/queue/, /temp-queue/ or /reply-queue/")]
+    Unknown(String),
+    /// A known prefix with a malformed rest (`/queue/a/b`, `/topic/`, `/exchange//k`): the kind
+    /// and the rest after the prefix word, as RabbitMQ reports them.
+    #[error("'{rest}' is not a valid {kind} destination")]
+    Invalid {
+        /// `queue`, `topic`, `exchange`, ...
+        kind: &'static str,
+        /// What followed `/<kind>`.
+        rest: String,
+    },
+}
 
 /// The exchange `/topic/` destinations use.
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
@@ -54,34 +66,54 @@ impl Destination {
     /// # Errors
     /// [`BadDestination`] for an unknown prefix, an empty name or a bad percent-escape.
     pub fn parse(s: &str) -> Result<Destination, BadDestination> {
-        let bad = || BadDestination(s.to_string());
-        let name = |rest: &str| -> Result<String, BadDestination> {
-            let n = percent_decode(rest).ok_or_else(bad)?;
-            if n.is_empty() {
-                Err(bad())
-            } else {
-                Ok(n)
-            }
+        const KINDS: [(&str, &str); 6] = [
+            ("/amq/queue", "amq/queue"),
+            ("/temp-queue", "temp-queue"),
+            ("/reply-queue", "reply-queue"),
+            ("/queue", "queue"),
+            ("/topic", "topic"),
+            ("/exchange", "exchange"),
+        ];
+        let Some((kind, rest)) = KINDS.iter().find_map(|(prefix, kind)| {
+            let rest = s.strip_prefix(prefix)?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((*kind, rest))
+        }) else {
+            return Err(BadDestination::Unknown(s.to_string()));
         };
-        if let Some(rest) = s.strip_prefix("/queue/") {
-            Ok(Destination::Queue(name(rest)?))
-        } else if let Some(rest) = s.strip_prefix("/amq/queue/") {
-            Ok(Destination::AmqQueue(name(rest)?))
-        } else if let Some(rest) = s.strip_prefix("/topic/") {
-            Ok(Destination::Topic(name(rest)?))
-        } else if let Some(rest) = s.strip_prefix("/temp-queue/") {
-            Ok(Destination::TempQueue(name(rest)?))
-        } else if let Some(rest) = s.strip_prefix("/reply-queue/") {
-            Ok(Destination::ReplyQueue(name(rest)?))
-        } else if let Some(rest) = s.strip_prefix("/exchange/") {
-            let (x, key) = rest.split_once('/').unwrap_or((rest, ""));
-            Ok(Destination::Exchange {
-                exchange: name(x)?,
-                key: percent_decode(key).ok_or_else(bad)?,
-            })
-        } else {
-            Err(bad())
+        let invalid = || BadDestination::Invalid {
+            kind,
+            rest: rest.to_string(),
+        };
+        // One segment (two for /exchange/), none empty, each percent-decoded.
+        let segment = |t: &str| -> Result<String, BadDestination> {
+            if t.is_empty() {
+                return Err(invalid());
+            }
+            percent_decode(t).ok_or_else(invalid)
+        };
+        let body = rest.strip_prefix('/').ok_or_else(invalid)?;
+        if kind == "exchange" {
+            let (x, key) = body.split_once('/').unwrap_or((body, ""));
+            if key.contains('/') {
+                return Err(invalid());
+            }
+            let key = percent_decode(key).ok_or_else(invalid)?;
+            return Ok(Destination::Exchange {
+                exchange: segment(x)?,
+                key,
+            });
         }
+        if body.contains('/') {
+            return Err(invalid());
+        }
+        let name = segment(body)?;
+        Ok(match kind {
+            "queue" => Destination::Queue(name),
+            "amq/queue" => Destination::AmqQueue(name),
+            "topic" => Destination::Topic(name),
+            "temp-queue" => Destination::TempQueue(name),
+            _ => Destination::ReplyQueue(name),
+        })
     }
 
     /// Where a SEND to this destination is published: `(exchange, routing key)`. `None` for
@@ -168,7 +200,7 @@ mod tests {
     fn parses_every_kind() {
         let q = |s: &str| Destination::Queue(s.into());
         assert_eq!(Destination::parse("/queue/a"), Ok(q("a")));
-        assert_eq!(Destination::parse("/queue/a/b"), Ok(q("a/b")));
+        assert_eq!(Destination::parse("/queue/a%2Fb"), Ok(q("a/b")));
         assert_eq!(
             Destination::parse("/amq/queue/x"),
             Ok(Destination::AmqQueue("x".into()))
@@ -178,10 +210,10 @@ mod tests {
             Ok(Destination::Topic("a.b.*".into()))
         );
         assert_eq!(
-            Destination::parse("/exchange/amq.direct/k/x"),
+            Destination::parse("/exchange/amq.direct/k.x"),
             Ok(Destination::Exchange {
                 exchange: "amq.direct".into(),
-                key: "k/x".into()
+                key: "k.x".into()
             })
         );
         assert_eq!(

@@ -54,7 +54,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_frame: 16 << 20,
+            max_frame: 17 << 20,
             max_headers: 1000,
             max_header_length: 8 << 10,
             heartbeat_ms: 1000,
@@ -98,10 +98,10 @@ impl StompError {
         }
     }
 
-    /// A frame that lacks a required header.
+    /// A frame that lacks a required header (`Missing destination`, as RabbitMQ words it).
     pub fn missing(header: &str, command: junction_stomp::Command) -> StompError {
         StompError::new(
-            format!("missing '{header}' header"),
+            format!("Missing {header}"),
             format!("{command} frames need a '{header}' header"),
         )
     }
@@ -118,13 +118,26 @@ impl From<CoreError> for StompError {
             CoreError::ShuttingDown => "connection_forced",
             CoreError::Store(_) | CoreError::Io(_) => "internal_error",
         };
-        StompError::new(message, e.to_string())
+        let detail = match &e {
+            // RabbitMQ's wording ("no exchange 'x' ..."), which clients match on.
+            CoreError::NotFound { kind, name } => format!("no {kind} '{name}'"),
+            other => other.to_string(),
+        };
+        StompError::new(message, detail)
     }
 }
 
 impl From<destination::BadDestination> for StompError {
+    /// RabbitMQ's texts, which clients and tests match on.
     fn from(e: destination::BadDestination) -> StompError {
-        StompError::new("Unknown destination", e.to_string())
+        match e {
+            destination::BadDestination::Unknown(_) => {
+                StompError::new("Unknown destination", e.to_string())
+            }
+            destination::BadDestination::Invalid { .. } => {
+                StompError::new("Invalid destination", format!("{e}\n"))
+            }
+        }
     }
 }
 

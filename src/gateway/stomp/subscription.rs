@@ -27,7 +27,7 @@ use junction_stomp::{Command, Frame, Version};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::connection::Connection;
+use super::connection::{queue_args, Connection};
 use super::destination::{self, Destination};
 use super::mapping::properties_out;
 use super::StompError;
@@ -87,6 +87,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let dest_text = f
             .header("destination")
             .ok_or_else(|| StompError::missing("destination", Command::Subscribe))?;
+        let durable = is_true(f, "durable") || is_true(f, "persistent");
+        if durable && f.header("id").is_none() {
+            return Err(StompError::new(
+                "Missing Header",
+                "Header 'id' is required for durable subscriptions",
+            ));
+        }
         // 1.0 made `id` optional; RabbitMQ then uses the destination as the id.
         let id = match (f.header("id"), self.version) {
             (Some(id), _) => id.to_string(),
@@ -95,8 +102,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         if self.sub_tags.contains_key(&id) {
             return Err(StompError::new(
-                "duplicate subscription id",
-                format!("subscription '{id}' already exists on this connection"),
+                "Duplicated subscription identifier",
+                format!("A subscription identified by '{id}' already exists."),
             ));
         }
         let dest = Destination::parse(dest_text)?;
@@ -110,11 +117,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 StompError::new("invalid prefetch-count", format!("{v:?} is not a count"))
             })?,
         };
-        let durable = is_true(f, "durable") || is_true(f, "persistent");
         let mut fixed_destination = None;
         let (queue, private) = match &dest {
             Destination::Queue(q) => {
-                self.ensure_queue(q).await?;
+                self.ensure_queue(q, f).await?;
                 (q.clone(), false)
             }
             Destination::AmqQueue(q) | Destination::ReplyQueue(q) => {
@@ -193,7 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 exclusive: !durable,
                 auto_delete: !durable,
                 passive: false,
-                args: Vec::new(),
+                args: queue_args(f),
             })
             .await?;
         self.session.bind(BindingDecl {
@@ -268,25 +274,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// ACK or NACK outside a transaction (or replayed by COMMIT).
     pub(super) fn settle(&mut self, f: &Frame) -> Result<(), StompError> {
-        let (first, second) = if self.version == Version::V1_2 {
-            ("id", "message-id")
+        // 1.2 names the message by `id` (the MESSAGE's `ack` header), 1.0 and 1.1 by
+        // `message-id`; the other header is not looked at (RabbitMQ's texts on errors).
+        let name = if self.version == Version::V1_2 {
+            "id"
         } else {
-            ("message-id", "id")
+            "message-id"
         };
-        let text = f
-            .header(first)
-            .or_else(|| f.header(second))
-            .ok_or_else(|| StompError::missing(first, f.command))?;
+        let text = f.header(name).ok_or_else(|| {
+            StompError::new(
+                "Missing header",
+                format!("{} must include the '{name}' header\n", f.command),
+            )
+        })?;
+        let id = text.parse::<u64>().map_err(|_| {
+            StompError::new(
+                "Invalid header",
+                format!("{} must include a valid '{name}' header\n", f.command),
+            )
+        })?;
         let unknown = || {
             StompError::new(
                 "unknown message",
                 format!("{} of {text:?}: no such unacknowledged message", f.command),
             )
         };
-        let id = text.parse::<u64>().map_err(|_| unknown())?;
         let tag = self.owner.get(&id).cloned().ok_or_else(unknown)?;
+        let requeue = f
+            .header("requeue")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
         let how = match f.command {
-            Command::Nack if f.header("requeue") == Some("false") => Settle::Reject,
+            Command::Nack if !requeue => Settle::Reject,
             Command::Nack => Settle::Requeue,
             _ => Settle::Ack,
         };
@@ -346,7 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.sub_tags.remove(&sub.id);
         self.owner.retain(|_, t| &**t != tag);
         self.push(
-            &Frame::error("Subscription cancelled")
+            &Frame::error("Server cancelled subscription")
                 .with_header("subscription", sub.id.as_str())
                 .with_header("content-type", "text/plain")
                 .with_body(format!(
