@@ -25,6 +25,8 @@ pub struct Config {
     pub amqp: AmqpSection,
     /// The MQTT 3.1.1 / 5.0 listener.
     pub mqtt: MqttSection,
+    /// The STOMP listeners (TCP and WebSocket).
+    pub stomp: StompSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -120,6 +122,10 @@ pub struct MqttSection {
     /// Longest session expiry interval granted, seconds (also the lifetime of a 3.1.1
     /// persistent session).
     pub max_session_expiry: u32,
+    /// Whether the WebSocket listener (MQTT over WebSocket, subprotocol `mqtt`) is started.
+    pub ws_enabled: bool,
+    /// WebSocket address to listen on.
+    pub ws_listen: SocketAddr,
 }
 
 impl Default for MqttSection {
@@ -135,6 +141,46 @@ impl Default for MqttSection {
             topic_alias_maximum: 64,
             max_keep_alive: 0,
             max_session_expiry: u32::MAX,
+            ws_enabled: true,
+            ws_listen: SocketAddr::from(([127, 0, 0, 1], 15675)),
+        }
+    }
+}
+
+/// `[stomp]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StompSection {
+    /// Whether the TCP listener is started.
+    pub enabled: bool,
+    /// TCP address to listen on.
+    pub listen: SocketAddr,
+    /// Whether the WebSocket listener (STOMP over WebSocket, paths `/ws` and `/`) is started.
+    pub ws_enabled: bool,
+    /// WebSocket address to listen on.
+    pub ws_listen: SocketAddr,
+    /// Largest frame accepted from a client (headers and body), bytes.
+    pub max_frame: usize,
+    /// Most headers in one frame.
+    pub max_headers: usize,
+    /// Longest header line, bytes.
+    pub max_header_length: usize,
+    /// Heart-beat interval offered both ways, ms: the server sends and expects heart-beats no
+    /// more often than this (the client's slower value wins). 0 = no heart-beats.
+    pub heartbeat_ms: u32,
+}
+
+impl Default for StompSection {
+    fn default() -> Self {
+        StompSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 61613)),
+            ws_enabled: true,
+            ws_listen: SocketAddr::from(([127, 0, 0, 1], 15674)),
+            max_frame: 17 << 20,
+            max_headers: 1000,
+            max_header_length: 8192,
+            heartbeat_ms: 1000,
         }
     }
 }
@@ -170,6 +216,7 @@ impl Default for Config {
             native: ListenerSection::default(),
             amqp: AmqpSection::default(),
             mqtt: MqttSection::default(),
+            stomp: StompSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -289,7 +336,15 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "amqp", "mqtt", "default_user", "limits"];
+            let sections = [
+                "store",
+                "native",
+                "amqp",
+                "mqtt",
+                "stomp",
+                "default_user",
+                "limits",
+            ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -354,6 +354,12 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether a virtual host exists (for protocols whose vhost header is only a hint, such as
+    /// STOMP's `host`).
+    pub fn has_vhost(&self, name: &str) -> bool {
+        lock(&self.inner.meta).vhosts.iter().any(|v| v == name)
+    }
+
     /// Why publishing is blocked right now (memory or disk alarm), if it is.
     pub fn publishing_blocked(&self) -> Option<&'static str> {
         self.inner.blocked_reason()

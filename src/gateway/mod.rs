@@ -4,3 +4,5 @@
 pub mod amqp;
 pub mod mqtt;
 pub mod native;
+pub mod stomp;
+pub mod ws;

@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod mqtt;
 pub mod python;
+pub mod stomp;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -30,6 +31,10 @@ pub struct TestBroker {
     pub mqtt: SocketAddr,
     /// Every listener by protocol name, as the broker printed them.
     pub listeners: HashMap<String, SocketAddr>,
+    /// STOMP (TCP) listener address.
+    pub stomp: SocketAddr,
+    /// STOMP over WebSocket listener address.
+    pub stomp_ws: SocketAddr,
     /// Data directory.
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -66,10 +71,13 @@ impl TestBroker {
         ])
         .arg(dir)
         .env("JUNCTION_MQTT_LISTEN", "127.0.0.1:0")
+        .env("JUNCTION_MQTT_WS_LISTEN", "127.0.0.1:0")
         .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
         .env("JUNCTION_STORE_MAX_RECORD_SIZE", "4194304")
         .env("JUNCTION_STORE_PRELOAD", "false")
         .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
+        .env("JUNCTION_STOMP_LISTEN", "127.0.0.1:0")
+        .env("JUNCTION_STOMP_WS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -121,12 +129,15 @@ impl TestBroker {
                 .unwrap_or_else(|| panic!("no {p} listener"))
         };
         let (native, amqp, mqtt) = (port("native"), port("amqp"), port("mqtt"));
+        let (stomp, stomp_ws) = (port("stomp"), port("stomp-ws"));
         TestBroker {
             child: Some(child),
             native,
             amqp,
             mqtt,
             listeners,
+            stomp,
+            stomp_ws,
             dir: dir.to_path_buf(),
             _tmp: None,
             logs,

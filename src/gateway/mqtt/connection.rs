@@ -292,7 +292,14 @@ where
             return None;
         }
     };
-    let session = match broker.connect(&user, &pass, &vhost, Some(peer), "mqtt", &client_id) {
+    let session = match broker.connect(
+        &user,
+        &pass,
+        &vhost,
+        Some(peer),
+        settings.protocol,
+        &client_id,
+    ) {
         Ok(s) => s,
         Err(e) => {
             refused(

@@ -33,6 +33,8 @@ pub use connection::serve;
 /// Gateway settings (`[mqtt]` in the configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Protocol name for the core and logs (`mqtt`, or `mqtt-ws` over WebSocket).
+    pub protocol: &'static str,
     /// Virtual host of clients that do not name one (`vhost:user` user names do).
     pub vhost: String,
     /// Exchange MQTT topics live in.
@@ -60,6 +62,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            protocol: "mqtt",
             vhost: "/".into(),
             exchange: "amq.topic".into(),
             anonymous: None,
