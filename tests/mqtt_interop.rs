@@ -313,3 +313,61 @@ async fn mqtt_shared_subscription_and_amqp_worker_compete_on_one_queue() {
     assert_eq!(to_mqtt + to_amqp, n);
     assert!(to_mqtt > 0 && to_amqp > 0, "{to_mqtt} / {to_amqp}");
 }
+
+#[tokio::test]
+async fn stomp_and_mqtt_meet_on_amq_topic() {
+    use common::stomp::{text, StompClient};
+    let b = TestBroker::start();
+    // STOMP /topic/sensors.* <- MQTT publish to sensors/kitchen, with properties.
+    let mut page = StompClient::connect(b.stomp).await;
+    page.subscribe("1", "/topic/sensors.*", "auto", &[]).await;
+    let dev = V5::connect(b.mqtt, "kitchen").await;
+    let props = PublishProperties {
+        content_type: Some("text/plain".into()),
+        correlation_data: Some(Bytes::from_static(b"corr-1")),
+        user_properties: vec![("room".into(), "kitchen".into())],
+        ..Default::default()
+    };
+    dev.client
+        .publish_with_properties("sensors/kitchen", QoS::AtLeastOnce, false, "19.0", props)
+        .await
+        .unwrap();
+    let m = page.message().await;
+    assert_eq!(text(&m), "19.0");
+    assert_eq!(m.header("destination"), Some("/topic/sensors.kitchen"));
+    assert_eq!(m.header("content-type"), Some("text/plain"));
+    assert_eq!(m.header("correlation-id"), Some("corr-1"));
+    assert_eq!(m.header("room"), Some("kitchen"));
+    assert_eq!(m.header("persistent"), Some("true"), "QoS 1 is persistent");
+
+    // MQTT cmd/# <- STOMP SEND /topic/cmd.kitchen with headers.
+    let mut panel = V5::connect(b.mqtt, "panel").await;
+    panel.subscribe("cmd/#", QoS::AtLeastOnce).await;
+    let mut v4 = V4::connect(b.mqtt, "old").await;
+    v4.subscribe("cmd/+", rumqttc::QoS::AtLeastOnce).await;
+    page.publish(
+        "/topic/cmd.kitchen",
+        b"lights-off",
+        &[
+            ("content-type", "text/plain"),
+            ("persistent", "true"),
+            ("reply-to", "/topic/acks.kitchen"),
+            ("who", "web"),
+        ],
+    )
+    .await;
+    let m = panel.publish().await;
+    assert_eq!(
+        (&m.topic[..], &m.payload[..]),
+        (&b"cmd/kitchen"[..], &b"lights-off"[..])
+    );
+    assert_eq!(m.qos, QoS::AtLeastOnce);
+    let p = m.properties.expect("properties");
+    assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+    assert!(p.user_properties.contains(&("who".into(), "web".into())));
+    let m = v4.publish().await;
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("cmd/kitchen", &b"lights-off"[..])
+    );
+}
