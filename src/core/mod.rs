@@ -31,7 +31,7 @@ pub use auth::{Access, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
-pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom};
+pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX};
 pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
@@ -108,7 +108,7 @@ fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -43,10 +43,65 @@ pub enum StartFrom {
     Earliest,
     /// Only messages published from now on.
     Latest,
+    /// The last message stored (and everything after it).
+    Last,
     /// A queue offset (in every partition).
     Offset(u64),
     /// The first message stored at or after this time, ms since the epoch.
     Time(i64),
+}
+
+/// Consumer groups whose names start with this are ephemeral: their offsets are not saved and
+/// the group ends when its last member leaves (a replaying consumer's own group).
+pub const EPHEMERAL_GROUP_PREFIX: char = '~';
+
+fn is_ephemeral(group: &str) -> bool {
+    group.starts_with(EPHEMERAL_GROUP_PREFIX)
+}
+
+impl StartFrom {
+    /// Reads RabbitMQ's `x-stream-offset` (AMQP consume argument, STOMP header, MQTT 5 user
+    /// property): `first`, `last`, `next`, an offset, an AMQP timestamp (seconds), or an
+    /// interval back from `now_ms` such as `30s`, `10m`, `2h`, `1D`, `1W`, `1M`, `1Y`.
+    /// `None` for anything else.
+    pub fn from_stream_offset(v: &super::message::Value, now_ms: i64) -> Option<StartFrom> {
+        use super::message::Value;
+        match v {
+            Value::I64(n) if *n >= 0 => Some(StartFrom::Offset(*n as u64)),
+            Value::U64(n) => Some(StartFrom::Offset(*n)),
+            Value::Timestamp(secs) => Some(StartFrom::Time((*secs as i64).saturating_mul(1000))),
+            Value::Str(s) => Self::from_stream_offset_text(s, now_ms),
+            Value::Bytes(b) => Self::from_stream_offset_text(std::str::from_utf8(b).ok()?, now_ms),
+            _ => None,
+        }
+    }
+
+    fn from_stream_offset_text(s: &str, now_ms: i64) -> Option<StartFrom> {
+        match s {
+            "first" => return Some(StartFrom::Earliest),
+            "last" => return Some(StartFrom::Last),
+            "next" => return Some(StartFrom::Latest),
+            _ => {}
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Some(StartFrom::Offset(n));
+        }
+        let unit = s.chars().last()?;
+        let n: i64 = s.get(..s.len() - unit.len_utf8())?.parse().ok()?;
+        let secs: i64 = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'D' => 86_400,
+            'W' => 7 * 86_400,
+            'M' => 30 * 86_400,
+            'Y' => 365 * 86_400,
+            _ => return None,
+        };
+        Some(StartFrom::Time(
+            now_ms.saturating_sub(n.saturating_mul(secs).saturating_mul(1000)),
+        ))
+    }
 }
 
 /// How a delivery is settled.
@@ -497,6 +552,7 @@ impl Actor {
                         (Some(s), _) => s.committed.max(min),
                         (None, StartFrom::Committed | StartFrom::Earliest) => min,
                         (None, StartFrom::Latest) => end,
+                        (None, StartFrom::Last) => end.saturating_sub(1).max(min),
                         (None, StartFrom::Offset(o)) => o.clamp(min, end),
                         (None, StartFrom::Time(t)) => {
                             self.ctx.store.offset_for_time(key, t).max(min)
@@ -757,7 +813,17 @@ impl Actor {
             }
         }
         let group = c.group.clone();
-        self.rebalance(&group);
+        if is_ephemeral(&group)
+            && self
+                .groups
+                .get(&group)
+                .is_some_and(|g| g.members.is_empty())
+        {
+            // A replaying consumer's own group ends with it.
+            self.groups.remove(&group);
+        } else {
+            self.rebalance(&group);
+        }
         self.last_used = Instant::now();
     }
 
@@ -1200,6 +1266,7 @@ impl Actor {
         let saved: HashMap<&str, Vec<SavedCursor>> = self
             .groups
             .iter()
+            .filter(|(name, _)| !is_ephemeral(name))
             .map(|(name, g)| {
                 let cs = g
                     .parts

@@ -14,6 +14,9 @@ use crate::core::{
     BindingDecl, ConsumeSpec, ConsumerTag, CoreError, CoreResult, QueueDecl, StartFrom, Value,
 };
 
+/// `$queue/<name>` subscribes to a queue by name (see [`Conn::subscribe_queue`]).
+const QUEUE_PREFIX: &str = "$queue/";
+
 const ARG_FILTER: &str = "x-mqtt-filter";
 const ARG_QOS: &str = "x-mqtt-qos";
 const ARG_NO_LOCAL: &str = "x-mqtt-no-local";
@@ -87,7 +90,8 @@ impl Sub {
     }
 }
 
-/// A shared subscription of this session: a consumer of the group's queue.
+/// A subscription served by a consumer of a named queue: a `$share` group's queue, or a
+/// `$queue/<name>` subscription.
 #[derive(Debug, Clone)]
 pub(super) struct Shared {
     /// The full `$share/<group>/<filter>`.
@@ -182,7 +186,32 @@ where
         let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.subscriptions.len());
         let mut retained = Vec::new();
+        let replay = s
+            .properties
+            .user_properties
+            .iter()
+            .find(|(k, _)| k == "x-stream-offset")
+            .map(|(_, v)| v.clone());
         for sub in s.subscriptions {
+            if let Some(queue) = sub.filter.strip_prefix(QUEUE_PREFIX) {
+                let r = self
+                    .subscribe_queue(&sub.filter, queue, sub.options, id, replay.as_deref())
+                    .await;
+                codes.push(match r {
+                    Ok(()) => ReasonCode(sub.options.qos as u8),
+                    Err(e) => {
+                        tracing::info!(client_id = %self.client_id, filter = %sub.filter, error = %e, "mqtt: subscription refused");
+                        self.failure(match e {
+                            CoreError::AccessRefused(_) => ReasonCode::NOT_AUTHORIZED,
+                            CoreError::NotFound { .. } | CoreError::Invalid(_) => {
+                                ReasonCode::TOPIC_FILTER_INVALID
+                            }
+                            _ => ReasonCode::UNSPECIFIED_ERROR,
+                        })
+                    }
+                });
+                continue;
+            }
             let parsed = match topic::parse_filter(&sub.filter) {
                 Ok(p) => p,
                 Err(_) => {
@@ -299,6 +328,53 @@ where
                 });
             }
         }
+        Ok(())
+    }
+
+    /// `$queue/<name>`: consume a queue by name, competing with its other consumers, or, with
+    /// the user property `x-stream-offset`, replaying it from there in a group of its own.
+    async fn subscribe_queue(
+        &mut self,
+        full: &str,
+        queue: &str,
+        opts: SubscriptionOptions,
+        id: Option<u32>,
+        replay: Option<&str>,
+    ) -> CoreResult<()> {
+        if queue.is_empty() {
+            return Err(CoreError::Invalid("empty queue name".into()));
+        }
+        if self.shared.values().any(|s| s.full == full) {
+            return Ok(());
+        }
+        let (group, start) = match replay {
+            None => (String::new(), StartFrom::Committed),
+            Some(v) => {
+                let start = StartFrom::from_stream_offset(
+                    &Value::Str(v.to_string()),
+                    crate::core::now_ms(),
+                )
+                .ok_or_else(|| CoreError::Invalid(format!("invalid x-stream-offset {v:?}")))?;
+                let group = format!(
+                    "{}replay-{}-{queue}",
+                    crate::core::EPHEMERAL_GROUP_PREFIX,
+                    self.session.id()
+                );
+                (group, start)
+            }
+        };
+        let mut spec = consume_spec(queue.to_string(), full.to_string(), self.window);
+        spec.group = group;
+        spec.start = start;
+        let (tag, _) = self.session.consume(spec).await?;
+        self.shared.insert(
+            tag,
+            Shared {
+                full: full.to_string(),
+                opts,
+                id,
+            },
+        );
         Ok(())
     }
 

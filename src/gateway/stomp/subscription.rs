@@ -142,13 +142,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let tag: Arc<str> = Arc::from(format!("s:{id}"));
+        // `x-stream-offset` (as RabbitMQ streams): replay the queue from there in a consumer
+        // group of this subscription's own.
+        let (group, start) = match f.header("x-stream-offset") {
+            None => (String::new(), StartFrom::Committed),
+            Some(v) => {
+                let start = StartFrom::from_stream_offset(
+                    &crate::core::Value::Str(v.to_string()),
+                    crate::core::now_ms(),
+                )
+                .ok_or_else(|| {
+                    StompError::new(
+                        "invalid x-stream-offset",
+                        format!("{v:?}: expected first, last, next, an offset or an interval"),
+                    )
+                })?;
+                let group = format!(
+                    "{}replay-{}-{id}",
+                    crate::core::EPHEMERAL_GROUP_PREFIX,
+                    self.session.id()
+                );
+                (group, start)
+            }
+        };
         self.session
             .consume(ConsumeSpec {
                 queue: queue.clone(),
-                group: String::new(),
+                group,
                 prefetch,
                 no_ack: ack == AckMode::Auto,
-                start: StartFrom::Committed,
+                start,
                 exclusive_partitions: false,
                 tag: tag.to_string(),
                 exclusive: false,
