@@ -8,6 +8,7 @@
 //! | Message Expiry Interval (s) | ttl (ms); what is left of it when delivered |
 //! | user property `message-id` | message-id |
 //! | user property `priority` | priority |
+//! | user property `content-encoding` | content-encoding |
 //! | other user properties | headers (text) |
 //! | Payload Format Indicator | header `x-mqtt-payload-format` |
 //! | QoS | persistent (QoS >= 1), header `x-mqtt-publish-qos` (as RabbitMQ) |
@@ -51,6 +52,9 @@ pub(super) fn message_in(p: &Publish, client_id: &str) -> Result<Message, Reason
     for (k, v) in &mp.user_properties {
         match k.as_str() {
             "message-id" if props.message_id.is_none() => props.message_id = Some(v.clone()),
+            "content-encoding" if props.content_encoding.is_none() => {
+                props.content_encoding = Some(v.clone());
+            }
             "priority" if props.priority.is_none() && v.parse::<u8>().is_ok() => {
                 props.priority = v.parse().ok();
             }
@@ -107,6 +111,10 @@ pub(super) fn properties_out(
         out.user_properties
             .push(("priority".into(), pr.to_string()));
     }
+    if let Some(enc) = &p.content_encoding {
+        out.user_properties
+            .push(("content-encoding".into(), enc.clone()));
+    }
     for (k, v) in &p.headers {
         match k.as_str() {
             QOS_HEADER => {}
@@ -159,6 +167,7 @@ mod tests {
                 payload_format_indicator: Some(1),
                 user_properties: vec![
                     ("message-id".into(), "m-1".into()),
+                    ("content-encoding".into(), "gzip".into()),
                     ("k".into(), "v".into()),
                     ("k".into(), "w".into()),
                 ],
@@ -171,6 +180,7 @@ mod tests {
         assert!(m.properties.persistent && m.properties.retain);
         assert_eq!(m.properties.reply_to.as_deref(), Some("replies.c1"));
         assert_eq!(m.properties.message_id.as_deref(), Some("m-1"));
+        assert_eq!(m.properties.content_encoding.as_deref(), Some("gzip"));
         assert_eq!(m.properties.ttl_ms, Some(30_000));
         assert_eq!(m.properties.origin.as_deref(), Some("c1"));
         assert_eq!(published_qos(&m.properties), QoS::ExactlyOnce);
