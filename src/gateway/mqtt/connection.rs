@@ -171,7 +171,7 @@ pub async fn serve<S>(
 {
     let mut io = Io {
         stream,
-        rbuf: BytesMut::with_capacity(1024),
+        rbuf: BytesMut::with_capacity(256),
         wbuf: BytesMut::new(),
         decoder: Decoder::new(settings.max_packet_size),
         version: ProtocolVersion::V311,
@@ -952,14 +952,22 @@ where
         }
     }
 
+    /// A packet identifier not in flight, preferring ones not reserved for a redelivery. The
+    /// window keeps the in-flight set below 65,535, so one is always free.
     fn next_id(&mut self) -> u16 {
-        loop {
+        let mut fallback = None;
+        for _ in 0..=u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.inflight.contains_key(&id) && !self.carried_ids.values().any(|c| *c == id) {
+            if self.inflight.contains_key(&id) {
+                continue;
+            }
+            if !self.carried_ids.values().any(|c| *c == id) {
                 return id;
             }
+            fallback.get_or_insert(id);
         }
+        fallback.unwrap_or(1)
     }
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client: the packet identifier is free.
