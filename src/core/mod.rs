@@ -6,13 +6,18 @@
 //! - `queue`: one actor task per queue owns its consumer groups and delivery state.
 //! - `vhost`: the routing table; `topic`: AMQP topic patterns; `auth`: users and permissions;
 //!   `meta`: durable metadata; `message`: messages and canonical properties.
+//! - `registry`: the open connections (listing, closing from outside); `metrics`: message
+//!   counters per queue and vhost; `admin`: what the HTTP API reads and manages.
 
+mod admin;
 pub mod auth;
 mod error;
 mod memory;
 pub mod message;
 pub mod meta;
+pub mod metrics;
 mod queue;
+mod registry;
 mod session;
 pub mod topic;
 mod vhost;
@@ -26,11 +31,13 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
+pub use admin::{FoundMessage, Lookup, QueueSummary};
 pub use auth::{Access, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
 pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom};
+pub use registry::{CloseSignal, ConnectionInfo};
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
     ReadResult, Routed, Session, SessionEvent, StoredMessage,
@@ -86,6 +93,7 @@ pub struct BrokerInner {
     /// Set while anonymous memory is above the high watermark.
     memory_alarm: std::sync::atomic::AtomicBool,
     stop: tokio_util::sync::CancellationToken,
+    connections: Arc<registry::Connections>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -171,6 +179,7 @@ impl Broker {
             me: me.clone(),
             memory_alarm: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
+            connections: Arc::default(),
         });
         for v in &meta.vhosts {
             wlock(&inner.vhosts).insert(v.clone(), Arc::new(RwLock::new(VHostState::new(v))));
@@ -220,12 +229,32 @@ impl Broker {
         Ok(Broker { inner })
     }
 
-    /// Authenticates a client and opens its session.
+    /// Authenticates a client and opens its session, listed as a connection (see
+    /// [`Broker::connections`]) until it closes.
     ///
     /// # Errors
     /// `AccessRefused` for an unknown user, a wrong password, a loopback-only user connecting
     /// from elsewhere, an unknown vhost or no permissions on it.
     pub fn connect(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
+        let mut s = self.connect_unlisted(user, password, vhost, peer, protocol, client_id)?;
+        s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
+        Ok(s)
+    }
+
+    /// As [`Broker::connect`], for a short-lived in-process client that is not a connection
+    /// (an HTTP API request acting as its user).
+    ///
+    /// # Errors
+    /// As [`Broker::connect`].
+    pub fn connect_unlisted(
         &self,
         user: &str,
         password: &str,
@@ -405,7 +434,11 @@ impl BrokerInner {
     }
 
     fn start_queue(&self, def: QueueDef, owner: Option<u64>) -> Arc<QueueHandle> {
-        let (q, rx) = queue::new_handle(def, owner);
+        let counters = self
+            .vhost(&def.vhost)
+            .map(|v| Arc::clone(&rlock(&v).counters))
+            .unwrap_or_default();
+        let (q, rx) = queue::new_handle(def, owner, counters);
         let actor = queue::Actor::new(
             Arc::clone(&q),
             rx,
@@ -742,6 +775,7 @@ impl BrokerInner {
             .zip(&parts)
             .zip(&appended.queue_offsets)
             .map(|((q, p), o)| {
+                q.counters.publish(true);
                 q.wake.notify_one();
                 Routed {
                     queue: q.name.clone(),

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::error::{CoreError, CoreResult};
 use super::message::{Message, StoredMeta, Value};
 use super::meta::{Overflow, QueueDef};
+use super::metrics::Counters;
 use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
 
@@ -154,6 +155,10 @@ pub struct QueueHandle {
     /// Ready bytes of the default group as of the actor's last pass (reject-publish by bytes).
     pub(crate) ready_bytes: AtomicU64,
     pub(crate) deleted: AtomicBool,
+    /// This queue's message counters.
+    pub(crate) counters: Counters,
+    /// Its vhost's counters (deliveries and acks are counted in both).
+    pub(crate) vhost_counters: Arc<Counters>,
 }
 
 impl QueueHandle {
@@ -169,6 +174,11 @@ impl QueueHandle {
             None => u64::from(self.rr.fetch_add(1, Ordering::Relaxed)) % n,
         };
         i as u16
+    }
+
+    fn count_delivery(&self, redelivered: bool) {
+        self.counters.deliver(redelivered);
+        self.vhost_counters.deliver(redelivered);
     }
 
     /// Ready messages of the default group, as of now (for reject-publish).
@@ -805,7 +815,11 @@ impl Actor {
         }
         let limit = self.ctx.q.def.args.delivery_limit;
         match how {
-            Settle::Ack => cur.settle(offset),
+            Settle::Ack => {
+                cur.settle(offset);
+                self.ctx.q.counters.ack();
+                self.ctx.q.vhost_counters.ack();
+            }
             Settle::Requeue if limit.is_none_or(|l| count < l) => {
                 cur.redeliver.insert(offset, count);
             }
@@ -864,6 +878,7 @@ impl Actor {
                             continue;
                         };
                         let offset = m.queue_offset;
+                        ctx.q.count_delivery(redelivered);
                         let d = ctx.delivery(
                             &broker,
                             &c.tag,
@@ -904,6 +919,7 @@ impl Actor {
         for cur in &mut g.parts {
             if let Some((m, meta, count, redelivered)) = self.ctx.next_from(cur) {
                 let id = broker.next_consumer.fetch_add(1, Ordering::Relaxed);
+                self.ctx.q.count_delivery(redelivered);
                 let tag = ConsumerTag::from("");
                 cur.inflight.insert(m.queue_offset, (id, count));
                 let (tx, _rx) = mpsc::unbounded_channel();
@@ -1224,6 +1240,7 @@ impl Actor {
 pub(crate) fn new_handle(
     def: QueueDef,
     exclusive_owner: Option<u64>,
+    vhost_counters: Arc<Counters>,
 ) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let h = QueueHandle {
@@ -1236,6 +1253,8 @@ pub(crate) fn new_handle(
         taken: AtomicU64::new(u64::MAX),
         ready_bytes: AtomicU64::new(0),
         deleted: AtomicBool::new(false),
+        counters: Counters::default(),
+        vhost_counters,
     };
     (Arc::new(h), rx)
 }

@@ -369,6 +369,7 @@ impl Connection {
         alarm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = tokio::time::Instant::now();
         let mut last_write = tokio::time::Instant::now();
+        let closed = self.session.close_signal();
         loop {
             let flow = tokio::select! {
                 // Backpressure: a client with too many unconfirmed publishes is not read from
@@ -418,6 +419,12 @@ impl Connection {
                 },
                 _ = shutdown.cancelled() => {
                     self.conn.push(0, wire::Close { code: ErrorCode::ConnectionForced.code(), reason: "broker shutting down".into() });
+                    let _ = self.conn.flush().await;
+                    return;
+                }
+                reason = closed.requested() => {
+                    tracing::info!(reason, "connection closed from outside");
+                    self.conn.push(0, wire::Close { code: ErrorCode::ConnectionForced.code(), reason });
                     let _ = self.conn.flush().await;
                     return;
                 }

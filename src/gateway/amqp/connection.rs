@@ -426,12 +426,19 @@ impl Connection {
             period
         };
         let mut tick = tokio::time::interval(period);
+        let closed = self.root.close_signal();
         while !self.done {
             let paused = self.ctx.inflight.load(Ordering::Acquire) > MAX_INFLIGHT;
             let r = tokio::select! {
                 _ = shutdown.cancelled() => Err(AmqpError::new(
                     rc::CONNECTION_FORCED,
                     "CONNECTION_FORCED - broker shutdown",
+                    0,
+                    0,
+                )),
+                reason = closed.requested() => Err(AmqpError::new(
+                    rc::CONNECTION_FORCED,
+                    format!("CONNECTION_FORCED - {reason}"),
                     0,
                     0,
                 )),
