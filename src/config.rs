@@ -23,6 +23,8 @@ pub struct Config {
     pub native: ListenerSection,
     /// The AMQP 0-9-1 listener.
     pub amqp: AmqpSection,
+    /// The HTTP admin API and metrics listener.
+    pub http: HttpSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -93,6 +95,25 @@ impl Default for AmqpSection {
     }
 }
 
+/// `[http]`: the admin API, `/metrics` and the OpenAPI document.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+        }
+    }
+}
+
 /// `[default_user]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +144,7 @@ impl Default for Config {
             store: StoreSection::default(),
             native: ListenerSection::default(),
             amqp: AmqpSection::default(),
+            http: HttpSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -242,7 +264,7 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "amqp", "default_user", "limits"];
+            let sections = ["store", "native", "amqp", "http", "default_user", "limits"];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

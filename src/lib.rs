@@ -6,8 +6,10 @@
 //! - [`gateway`]: one module per protocol, mapping a connection onto a core session.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`config`]: `conf/junction.toml` -> typed configuration.
+//! - [`admin`]: the HTTP admin API, Prometheus `/metrics` and the OpenAPI document.
 //! - The store is the `junction-store` crate.
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod gateway;

@@ -34,6 +34,9 @@ enum Command {
         /// AMQP 0-9-1 listen address (overrides the file and JUNCTION_AMQP_LISTEN).
         #[arg(long)]
         amqp_listen: Option<std::net::SocketAddr>,
+        /// HTTP admin API listen address (overrides the file and JUNCTION_HTTP_LISTEN).
+        #[arg(long)]
+        http_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             native_listen,
             amqp_listen,
+            http_listen,
         } => {
             let mut cfg = Config::load(config.as_deref(), std::env::vars())
                 .context("loading the configuration")?;
@@ -61,6 +65,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(a) = amqp_listen {
                 cfg.amqp.listen = a;
+            }
+            if let Some(a) = http_listen {
+                cfg.http.listen = a;
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -270,6 +270,21 @@ impl Broker {
         summary(&q).await
     }
 
+    /// Every queue's message counters, as `(vhost, queue, counters)`: cheap (no queue is asked).
+    pub fn queue_counters(&self) -> Vec<(String, String, CounterSnapshot)> {
+        let vhosts: Vec<super::VHostRef> = rlock(&self.inner.vhosts).values().cloned().collect();
+        vhosts
+            .iter()
+            .flat_map(|v| {
+                rlock(v)
+                    .queues
+                    .values()
+                    .map(|q| (q.def.vhost.clone(), q.name.clone(), q.counters.snapshot()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// A vhost's message counters.
     pub fn vhost_counters(&self, vhost: &str) -> Option<CounterSnapshot> {
         let vh = self.inner.vhost(vhost)?;
