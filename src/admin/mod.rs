@@ -229,3 +229,40 @@ pub async fn serve(
     stop.cancel();
     let _ = sampler.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys())
+                    .filter(|m| *m != "parameters")
+                    .map(move |m| (p.clone(), m.clone()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |m| (p.to_string(), m.to_string())))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                assert!(op["summary"].is_string(), "{method} {path} has no summary");
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
+            }
+        }
+    }
+}

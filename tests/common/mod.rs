@@ -23,6 +23,8 @@ pub struct TestBroker {
     pub native: SocketAddr,
     /// AMQP 0-9-1 listener address.
     pub amqp: SocketAddr,
+    /// HTTP admin API listener address.
+    pub http: SocketAddr,
     /// Data directory.
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -46,6 +48,8 @@ impl TestBroker {
             "--native-listen",
             "127.0.0.1:0",
             "--amqp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -81,12 +85,16 @@ impl TestBroker {
                 if let Some(a) = line.strip_prefix("junction: amqp listening on ") {
                     let _ = tx.send(("amqp", a.parse::<SocketAddr>().unwrap()));
                 }
+                if let Some(a) = line.strip_prefix("junction: http listening on ") {
+                    let _ = tx.send(("http", a.parse::<SocketAddr>().unwrap()));
+                }
             }
         });
-        let (mut native, mut amqp) = (None, None);
-        while native.is_none() || amqp.is_none() {
+        let (mut native, mut amqp, mut http) = (None, None, None);
+        while native.is_none() || amqp.is_none() || http.is_none() {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(("native", a)) => native = Some(a),
+                Ok(("http", a)) => http = Some(a),
                 Ok((_, a)) => amqp = Some(a),
                 Err(_) => {
                     let _ = child.kill();
@@ -94,11 +102,12 @@ impl TestBroker {
                 }
             }
         }
-        let (native, amqp) = (native.unwrap(), amqp.unwrap());
+        let (native, amqp, http) = (native.unwrap(), amqp.unwrap(), http.unwrap());
         TestBroker {
             child: Some(child),
             native,
             amqp,
+            http,
             dir: dir.to_path_buf(),
             _tmp: None,
             logs,
