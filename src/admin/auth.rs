@@ -124,7 +124,10 @@ impl FromRequestParts<AppState> for Caller {
         let user = st
             .broker
             .check_credentials(&name, &password, peer, "http")
-            .map_err(|e| ApiError::unauthorised(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::core::CoreError::AccessRefused(why) => ApiError::unauthorised(why),
+                e => ApiError::from(e),
+            })?;
         Ok(Caller {
             user,
             password,
