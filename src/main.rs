@@ -38,16 +38,28 @@ enum Command {
         #[arg(long)]
         http_listen: Option<std::net::SocketAddr>,
     },
+    /// Manage a running broker over its HTTP API: queues, exchanges, bindings, users,
+    /// permissions, vhosts, connections, publish/get, lookup, definitions export/import.
+    Ctl(junction::ctl::CtlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Ctl(args) = cli.command {
+        // No log lines on a command-line client's stderr: its errors are its output.
+        if let Err(e) = junction::ctl::run(args) {
+            eprintln!("junction ctl: {e}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve {
             config,
             data_dir,
@@ -74,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(junction::server::run(cfg, shutdown_signal()))
         }
+        Command::Ctl(_) => Ok(()),
     }
 }
 
