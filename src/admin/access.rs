@@ -59,11 +59,13 @@ pub async fn vhost(
     Ok(axum::Json(vhost_json(&st, &name)))
 }
 
-/// `PUT /api/vhosts/{vhost}` (administrator).
+/// `PUT /api/vhosts/{vhost}` (administrator). The body, if any, is read and ignored: left
+/// unread, it would cost the client its keep-alive connection.
 pub async fn put_vhost(
     State(st): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    _body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     if name.is_empty() {

@@ -242,9 +242,8 @@ enum UserCmd {
     Add {
         /// Name.
         name: String,
-        /// Password.
-        #[arg(long)]
-        password: String,
+        /// Their password.
+        new_password: String,
         /// Tags, comma-separated (administrator, monitoring, ...).
         #[arg(long, default_value = "")]
         tags: String,
@@ -263,7 +262,8 @@ enum PermissionCmd {
     /// Sets a user's permissions on the vhost.
     Set {
         /// User.
-        user: String,
+        #[arg(value_name = "USER")]
+        who: String,
         /// Resources the user may declare and delete (regular expression).
         #[arg(long, default_value = ".*")]
         configure: String,
@@ -277,7 +277,8 @@ enum PermissionCmd {
     /// Removes a user's permissions on the vhost.
     Clear {
         /// User.
-        user: String,
+        #[arg(value_name = "USER")]
+        who: String,
     },
 }
 
@@ -724,12 +725,12 @@ fn users(c: &Client, cmd: UserCmd) -> Result<Out, CtlError> {
         UserCmd::List => Out::Rows(c.get("/api/users")?, USER_COLS),
         UserCmd::Add {
             name,
-            password,
+            new_password,
             tags,
         } => {
             let r = c.put(
                 &format!("/api/users/{}", seg(&name)),
-                &json!({"password": password, "tags": tags}),
+                &json!({"password": new_password, "tags": tags}),
             )?;
             Out::Done(format!("user '{name}' saved"), r)
         }
@@ -744,7 +745,7 @@ fn permissions(c: &Client, v: &str, cmd: PermissionCmd) -> Result<Out, CtlError>
     Ok(match cmd {
         PermissionCmd::List => Out::Rows(c.get("/api/permissions")?, PERMISSION_COLS),
         PermissionCmd::Set {
-            user,
+            who: user,
             configure,
             write,
             read,
@@ -755,7 +756,7 @@ fn permissions(c: &Client, v: &str, cmd: PermissionCmd) -> Result<Out, CtlError>
             )?;
             Out::Done(format!("permissions of '{user}' set"), r)
         }
-        PermissionCmd::Clear { user } => {
+        PermissionCmd::Clear { who: user } => {
             let r = c.delete(&format!("/api/permissions/{v}/{}", seg(&user)))?;
             Out::Done(format!("permissions of '{user}' cleared"), r)
         }
