@@ -175,6 +175,22 @@ fn ctl_manages_queues_exchanges_bindings_messages_users_and_connections() {
         ctl_json(&b, &["queues", "purge", "jobs"]),
         json!({"messages_purged": 1})
     );
+    // Consumer groups: replay the default group from the start, then skip to the end.
+    let gs = ctl_json(&b, &["groups", "list", "jobs"]);
+    assert_eq!(gs[0]["name"], "");
+    assert_eq!(gs[0]["lag"], 0);
+    assert!(ctl(&b, &["groups", "list", "jobs"]).contains("members"));
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "earliest"]);
+    let ready = |b: &TestBroker| {
+        find(&ctl_json(b, &["queues", "list"]), "name", "jobs").unwrap()["messages_ready"].clone()
+    };
+    assert_eq!(ready(&b), 2);
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "offset:1"]);
+    assert_eq!(ready(&b), 1);
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "latest"]);
+    assert_eq!(ready(&b), 0);
+    assert!(ctl_fails(&b, &["groups", "reset", "jobs", "~", "--to", "soon:1"]).contains("soon:1"));
+    assert!(ctl_fails(&b, &["groups", "delete", "jobs", "~"]).contains("403"));
     let overview = ctl(&b, &["overview"]);
     assert!(
         overview.contains("published") && overview.contains("memory alarm"),
@@ -188,7 +204,10 @@ fn ctl_manages_queues_exchanges_bindings_messages_users_and_connections() {
         users.contains("ann") && users.contains("monitoring"),
         "{users}"
     );
-    ctl(&b, &["permissions", "set", "ann", "--configure", "^ann\\..*"]);
+    ctl(
+        &b,
+        &["permissions", "set", "ann", "--configure", "^ann\\..*"],
+    );
     let ps = ctl_json(&b, &["permissions", "list"]);
     assert_eq!(find(&ps, "user", "ann").unwrap()["configure"], "^ann\\..*");
     assert!(ctl_fails(&b, &["-u", "ann", "-p", "pw", "queues", "declare", "x"]).contains("403"));

@@ -877,3 +877,204 @@ fn deleting_a_user_closes_their_connections() {
             .then_some(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_offsets_reset_and_delete() {
+    let b = TestBroker::start();
+    let api = Api::new(&b, "guest", "guest");
+    api.put("/api/queues/%2F/events", json!({"partitions": 2}))
+        .expect(201);
+    for i in 0..4 {
+        api.post(
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "events", "payload": format!("e{i}")}),
+        )
+        .expect(200);
+    }
+    // A native consumer group reads and acks everything, then leaves.
+    let client =
+        junction_sdk::Client::connect(junction_sdk::ClientOptions::new(b.native.to_string()))
+            .await
+            .unwrap();
+    let mut c = client
+        .subscribe(
+            junction_sdk::ConsumerOptions::new("events")
+                .group("billing")
+                .start(junction_sdk::StartPosition::Earliest),
+        )
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let d = tokio::time::timeout(WAIT, c.next())
+            .await
+            .expect("a delivery in time")
+            .unwrap()
+            .unwrap();
+        d.ack().await.unwrap();
+    }
+    let busy = eventually("billing's acks", || {
+        let gs = api.get("/api/queues/%2F/events/groups").expect(200);
+        let billing = gs
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == "billing")?
+            .clone();
+        (billing["lag"] == 0).then_some(billing)
+    });
+    assert_eq!(busy["members"], 1);
+    assert_eq!(busy["partitions"].as_array().unwrap().len(), 2);
+    // With a consumer attached the group cannot be moved.
+    assert_eq!(
+        api.put(
+            "/api/queues/%2F/events/groups/billing/offsets",
+            json!({"to": "earliest"})
+        )
+        .error(409),
+        "precondition_failed"
+    );
+    c.close().await.unwrap();
+    let gs = eventually("billing idle", || {
+        let gs = api.get("/api/queues/%2F/events/groups").expect(200);
+        let idle = gs
+            .as_array()?
+            .iter()
+            .any(|g| g["name"] == "billing" && g["members"] == 0);
+        idle.then_some(gs)
+    });
+    let default = gs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "")
+        .unwrap();
+    assert_eq!(default["lag"], 4, "nobody consumed the default group: {gs}");
+    let billing = gs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "billing")
+        .unwrap();
+    let committed: u64 = billing["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(committed, 4);
+
+    // Replay: back to the earliest, the group lags by everything again.
+    api.put(
+        "/api/queues/%2F/events/groups/billing/offsets",
+        json!({"to": "earliest"}),
+    )
+    .expect(204);
+    let lag = |name: &str| {
+        let gs = api.get("/api/queues/%2F/events/groups").expect(200);
+        gs.as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap()["lag"]
+            .clone()
+    };
+    assert_eq!(lag("billing"), 4);
+    // Skip: the default group jumps to the end; the queue has nothing ready.
+    api.put(
+        "/api/queues/%2F/events/groups/~/offsets",
+        json!({"to": "latest"}),
+    )
+    .expect(204);
+    assert_eq!(lag(""), 0);
+    assert_eq!(
+        api.get("/api/queues/%2F/events").expect(200)["messages_ready"],
+        0
+    );
+    api.put(
+        "/api/queues/%2F/events/groups/billing/offsets",
+        json!({"to": "offset", "offset": 1}),
+    )
+    .expect(204);
+    assert_eq!(lag("billing"), 2);
+    api.put(
+        "/api/queues/%2F/events/groups/billing/offsets",
+        json!({"to": "time", "time": 0}),
+    )
+    .expect(204);
+    assert_eq!(lag("billing"), 4);
+    // And the replayed group gets the messages again, marked redelivered.
+    let mut c = client
+        .subscribe(junction_sdk::ConsumerOptions::new("events").group("billing"))
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(WAIT, c.next())
+        .await
+        .expect("a replayed delivery in time")
+        .unwrap()
+        .unwrap();
+    assert!(d.redelivered, "a replayed message is marked redelivered");
+    c.close().await.unwrap();
+
+    // Errors.
+    api.put(
+        "/api/queues/%2F/events/groups/billing/offsets",
+        json!({"to": "offset"}),
+    )
+    .error(400);
+    api.put(
+        "/api/queues/%2F/events/groups/nobody/offsets",
+        json!({"to": "latest"}),
+    )
+    .error(404);
+    api.put(
+        "/api/queues/%2F/missing/groups/billing/offsets",
+        json!({"to": "latest"}),
+    )
+    .error(404);
+    api.get("/api/queues/%2F/missing/groups").error(404);
+    api.delete("/api/queues/%2F/events/groups/~").error(403);
+    api.put("/api/users/viewer", json!({"password": "v"}))
+        .expect(201);
+    api.put(
+        "/api/permissions/%2F/viewer",
+        json!({"configure": "", "write": "", "read": ".*"}),
+    )
+    .expect(201);
+    let viewer = Api::new(&b, "viewer", "v");
+    viewer.get("/api/queues/%2F/events/groups").expect(200);
+    viewer
+        .put(
+            "/api/queues/%2F/events/groups/billing/offsets",
+            json!({"to": "latest"}),
+        )
+        .error(403);
+    viewer
+        .delete("/api/queues/%2F/events/groups/billing")
+        .error(403);
+
+    eventually("billing idle again", || {
+        let gs = api.get("/api/queues/%2F/events/groups").expect(200);
+        gs.as_array()?
+            .iter()
+            .any(|g| {
+                g["name"] == "billing"
+                    && g["members"] == 0
+                    && g["partitions"][0]["inflight"] == 0
+                    && g["partitions"][1]["inflight"] == 0
+            })
+            .then_some(())
+    });
+    api.delete("/api/queues/%2F/events/groups/billing")
+        .expect(204);
+    api.delete("/api/queues/%2F/events/groups/billing")
+        .error(404);
+    let names: Vec<String> = api
+        .get("/api/queues/%2F/events/groups")
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [""]);
+    client.close().await.unwrap();
+}

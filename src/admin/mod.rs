@@ -4,7 +4,7 @@
 //! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
 //! - `json`: core values, properties and messages <-> JSON.
-//! - `overview`, `access`, `topology`, `messages`: the handlers.
+//! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
 //!
@@ -17,6 +17,7 @@ mod access;
 mod auth;
 mod error;
 mod extract;
+mod groups;
 mod json;
 mod messages;
 mod metrics;
@@ -70,6 +71,12 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/queues/{vhost}/{name}/get", &["post"]),
     ("/api/queues/{vhost}/{name}/messages", &["get"]),
     ("/api/queues/{vhost}/{name}/bindings", &["get"]),
+    ("/api/queues/{vhost}/{name}/groups", &["get"]),
+    ("/api/queues/{vhost}/{name}/groups/{group}", &["delete"]),
+    (
+        "/api/queues/{vhost}/{name}/groups/{group}/offsets",
+        &["put"],
+    ),
     ("/api/bindings", &["get"]),
     ("/api/bindings/{vhost}", &["get"]),
     (
@@ -154,6 +161,15 @@ pub fn router(
         .route(
             "/api/queues/{vhost}/{name}/bindings",
             get(topology::queue_bindings),
+        )
+        .route("/api/queues/{vhost}/{name}/groups", get(groups::groups))
+        .route(
+            "/api/queues/{vhost}/{name}/groups/{group}",
+            axum::routing::delete(groups::delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/groups/{group}/offsets",
+            axum::routing::put(groups::reset),
         )
         .route("/api/bindings", get(topology::all_bindings))
         .route("/api/bindings/{vhost}", get(topology::bindings))

@@ -15,7 +15,7 @@ use super::error::{CoreError, CoreResult};
 use super::message::{Message, StoredMeta};
 use super::meta::{BindingDef, ExchangeDef, QueueDef};
 use super::metrics::CounterSnapshot;
-use super::queue::{QueueCmd, QueueHandle, QueueStats};
+use super::queue::{GroupInfo, QueueCmd, QueueHandle, QueueStats, StartFrom};
 use super::registry::ConnectionInfo;
 use super::session::Session;
 use super::{lock, rlock, wlock, Broker};
@@ -283,6 +283,64 @@ impl Broker {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// A queue's consumer groups with their offsets and lag, by name.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn groups(&self, vhost: &str, queue: &str) -> CoreResult<Vec<GroupInfo>> {
+        let q = self.inner.queue(vhost, queue)?;
+        q.ask(|reply| QueueCmd::Groups { reply }).await
+    }
+
+    /// The queue `session` may reconfigure (configure permission, not another connection's
+    /// exclusive queue).
+    fn queue_to_configure(&self, session: &Session, queue: &str) -> CoreResult<Arc<QueueHandle>> {
+        session.check(Access::Configure, queue)?;
+        let q = self.inner.queue(&session.info().vhost, queue)?;
+        if q.exclusive_owner.is_some() {
+            return Err(CoreError::ResourceLocked(format!(
+                "queue '{queue}' is exclusive to a connection"
+            )));
+        }
+        Ok(q)
+    }
+
+    /// Moves the offsets of a consumer group with no consumers and nothing in flight (replay
+    /// from `to`, or skip to it), in every partition.
+    ///
+    /// # Errors
+    /// `AccessRefused` (configure on the queue), `NotFound` (queue or group),
+    /// `PreconditionFailed` (the group has consumers or unacknowledged deliveries),
+    /// `ResourceLocked`.
+    pub async fn reset_group(
+        &self,
+        session: &Session,
+        queue: &str,
+        group: &str,
+        to: StartFrom,
+    ) -> CoreResult<()> {
+        let q = self.queue_to_configure(session, queue)?;
+        let group = group.to_string();
+        q.ask(|reply| QueueCmd::ResetGroup { group, to, reply })
+            .await?
+    }
+
+    /// Deletes a named consumer group with no consumers and nothing in flight.
+    ///
+    /// # Errors
+    /// As [`Broker::reset_group`]; `AccessRefused` for the default group.
+    pub async fn delete_group(
+        &self,
+        session: &Session,
+        queue: &str,
+        group: &str,
+    ) -> CoreResult<()> {
+        let q = self.queue_to_configure(session, queue)?;
+        let group = group.to_string();
+        q.ask(|reply| QueueCmd::DeleteGroup { group, reply })
+            .await?
     }
 
     /// A vhost's message counters.

@@ -36,7 +36,7 @@ pub use auth::{Access, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
-pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom};
+pub use queue::{ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom};
 pub use registry::{CloseSignal, ConnectionInfo};
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,

@@ -34,6 +34,9 @@ use super::metrics::Counters;
 use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
 
+mod groups;
+pub use groups::{GroupInfo, PartitionOffsets};
+
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
@@ -137,6 +140,21 @@ pub(crate) enum QueueCmd {
     },
     Stop {
         reply: oneshot::Sender<()>,
+    },
+    /// Consumer groups and their offsets.
+    Groups {
+        reply: oneshot::Sender<Vec<GroupInfo>>,
+    },
+    /// Moves an idle group's offsets.
+    ResetGroup {
+        group: String,
+        to: StartFrom,
+        reply: oneshot::Sender<CoreResult<()>>,
+    },
+    /// Deletes an idle named group.
+    DeleteGroup {
+        group: String,
+        reply: oneshot::Sender<CoreResult<()>>,
     },
 }
 
@@ -626,6 +644,15 @@ impl Actor {
             }
             QueueCmd::Stats { reply } => {
                 let _ = reply.send(self.stats());
+            }
+            QueueCmd::Groups { reply } => {
+                let _ = reply.send(self.groups_info());
+            }
+            QueueCmd::ResetGroup { group, to, reply } => {
+                let _ = reply.send(self.reset_group(&group, to));
+            }
+            QueueCmd::DeleteGroup { group, reply } => {
+                let _ = reply.send(self.delete_group(&group));
             }
             QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
         }

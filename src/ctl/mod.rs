@@ -82,6 +82,9 @@ enum CtlCommand {
     /// Client connections.
     #[command(subcommand)]
     Connections(ConnectionCmd),
+    /// A queue's consumer groups and their offsets.
+    #[command(subcommand)]
+    Groups(GroupCmd),
     /// Publishes one message (body from the argument or standard input).
     Publish {
         /// Routing key.
@@ -299,6 +302,32 @@ enum VhostCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum GroupCmd {
+    /// Lists a queue's consumer groups with their lag (`~` is the default group).
+    List {
+        /// Queue.
+        queue: String,
+    },
+    /// Moves the offsets of a group with no consumers.
+    Reset {
+        /// Queue.
+        queue: String,
+        /// Group (`~` = the queue's default group).
+        group: String,
+        /// `earliest`, `latest`, `offset:N` or `time:MS` (ms since the epoch).
+        #[arg(long)]
+        to: String,
+    },
+    /// Deletes a named group with no consumers.
+    Delete {
+        /// Queue.
+        queue: String,
+        /// Group.
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConnectionCmd {
     /// Lists client connections.
     List,
@@ -474,6 +503,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Permissions(cmd) => permissions(&c, &v, cmd)?,
         CtlCommand::Vhosts(cmd) => vhosts(&c, cmd)?,
         CtlCommand::Connections(cmd) => connections(&c, cmd)?,
+        CtlCommand::Groups(cmd) => groups(&c, &v, cmd)?,
         CtlCommand::Publish {
             routing_key,
             body,
@@ -775,6 +805,65 @@ fn vhosts(c: &Client, cmd: VhostCmd) -> Result<Out, CtlError> {
             Out::Done(format!("vhost '{name}' deleted"), r)
         }
     })
+}
+
+const GROUP_COLS: &[(&str, &str)] = &[
+    ("group", "name"),
+    ("members", "members"),
+    ("lag", "lag"),
+    ("exclusive_partitions", "exclusive_partitions"),
+];
+
+fn groups(c: &Client, v: &str, cmd: GroupCmd) -> Result<Out, CtlError> {
+    Ok(match cmd {
+        GroupCmd::List { queue } => Out::Rows(
+            c.get(&format!("/api/queues/{v}/{}/groups", seg(&queue)))?,
+            GROUP_COLS,
+        ),
+        GroupCmd::Reset { queue, group, to } => {
+            let body = match to.split_once(':') {
+                None => json!({"to": to}),
+                Some(("offset", n)) => json!({"to": "offset", "offset": n.parse::<u64>()
+                    .map_err(|_| CtlError::Invalid(format!("'{n}' is not an offset")))?}),
+                Some(("time", t)) => json!({"to": "time", "time": t.parse::<i64>()
+                    .map_err(|_| CtlError::Invalid(format!("'{t}' is not a time in ms")))?}),
+                Some(_) => {
+                    return Err(CtlError::Invalid(format!(
+                        "--to '{to}': give earliest, latest, offset:N or time:MS"
+                    )))
+                }
+            };
+            let r = c.put(
+                &format!(
+                    "/api/queues/{v}/{}/groups/{}/offsets",
+                    seg(&queue),
+                    group_seg(&group)
+                ),
+                &body,
+            )?;
+            Out::Done(
+                format!("offsets of group '{group}' of '{queue}' moved to {to}"),
+                r,
+            )
+        }
+        GroupCmd::Delete { queue, group } => {
+            let r = c.delete(&format!(
+                "/api/queues/{v}/{}/groups/{}",
+                seg(&queue),
+                group_seg(&group)
+            ))?;
+            Out::Done(format!("group '{group}' of '{queue}' deleted"), r)
+        }
+    })
+}
+
+/// `~` (the default group) stays as it is in a path.
+fn group_seg(g: &str) -> String {
+    if g == "~" || g.is_empty() {
+        "~".into()
+    } else {
+        seg(g)
+    }
 }
 
 fn connections(c: &Client, cmd: ConnectionCmd) -> Result<Out, CtlError> {
