@@ -179,7 +179,11 @@ fn ctl_manages_queues_exchanges_bindings_messages_users_and_connections() {
     let gs = ctl_json(&b, &["groups", "list", "jobs"]);
     assert_eq!(gs[0]["name"], "");
     assert_eq!(gs[0]["lag"], 0);
-    assert!(ctl(&b, &["groups", "list", "jobs"]).contains("members"));
+    let table = ctl(&b, &["groups", "list", "jobs"]);
+    assert!(
+        table.contains("members") && table.contains(" ~ "),
+        "{table}"
+    );
     ctl(&b, &["groups", "reset", "jobs", "~", "--to", "earliest"]);
     let ready = |b: &TestBroker| {
         find(&ctl_json(b, &["queues", "list"]), "name", "jobs").unwrap()["messages_ready"].clone()
