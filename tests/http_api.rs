@@ -712,11 +712,6 @@ async fn connections_and_metrics_follow_real_clients() {
         q["messages_ready"].as_u64().unwrap() + q["messages_unacknowledged"].as_u64().unwrap(),
         11
     );
-    // Rates are sampled once a second: the publishes show up as a positive rate.
-    eventually("a publish rate", || {
-        let o = api.get("/api/overview").expect(200);
-        (o["message_stats"]["publish_details"]["rate"].as_f64()? > 0.0).then_some(())
-    });
     let o = api.get("/api/overview").expect(200);
     assert_eq!(o["message_stats"]["publish"], 15);
     assert_eq!(o["object_totals"]["connections"], 2);
@@ -774,6 +769,24 @@ async fn connections_and_metrics_follow_real_clients() {
     assert!(metric(&t, "junction_store_appended_bytes_total").unwrap() > 0.0);
     assert!(t.contains("# TYPE junction_queue_messages_published counter"));
     assert!(t.ends_with("# EOF\n"));
+
+    // Rates are sampled once a second over five seconds: while the AMQP client keeps
+    // publishing (to another queue), the overview and its connection show a positive rate.
+    declare(&ch, "rates").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        publish(&ch, "", "rates", b"r").await;
+        let o = api.get("/api/overview").expect(200);
+        let c = api
+            .get(&format!("/api/connections/{}", a["id"]))
+            .expect(200);
+        let positive = |v: &Value| v["rate"].as_f64().is_some_and(|r| r > 0.0);
+        if positive(&o["message_stats"]["publish_details"]) && positive(&c["publish_details"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no positive rates: {o} {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Another user sees only their own connections and may not close others'.
     api.put("/api/users/dave", json!({"password": "d"}))

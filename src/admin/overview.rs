@@ -121,7 +121,8 @@ fn visible_connections(st: &AppState, caller: &Caller) -> Vec<ConnectionInfo> {
         .collect()
 }
 
-fn connection_json(c: &ConnectionInfo) -> Json {
+fn connection_json(st: &AppState, c: &ConnectionInfo) -> Json {
+    let rate = st.rates.connection(c.id);
     json!({
         "id": c.id,
         "name": match c.client.peer {
@@ -138,6 +139,8 @@ fn connection_json(c: &ConnectionInfo) -> Json {
         "sessions": c.sessions,
         "messages_published": c.messages_published,
         "messages_delivered": c.messages_delivered,
+        "publish_details": {"rate": rate.publish},
+        "deliver_details": {"rate": rate.deliver},
     })
 }
 
@@ -147,7 +150,7 @@ pub async fn connections(State(st): State<AppState>, caller: Caller) -> axum::Js
     axum::Json(Json::Array(
         visible_connections(&st, &caller)
             .iter()
-            .map(connection_json)
+            .map(|c| connection_json(&st, c))
             .collect(),
     ))
 }
@@ -165,7 +168,7 @@ pub async fn connection(
     caller: Caller,
     Path(id): Path<u64>,
 ) -> ApiResult<axum::Json<Json>> {
-    Ok(axum::Json(connection_json(&find(&st, &caller, id)?)))
+    Ok(axum::Json(connection_json(&st, &find(&st, &caller, id)?)))
 }
 
 /// `DELETE /api/connections/{id}`: the gateway closes it with its protocol's close (AMQP 320

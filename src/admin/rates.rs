@@ -28,6 +28,12 @@ pub struct Rate {
 
 type Samples = VecDeque<(Instant, CounterSnapshot)>;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The sampled counters.
 #[derive(Debug, Default)]
 pub struct Rates {
@@ -39,6 +45,7 @@ struct State {
     total: Samples,
     vhosts: HashMap<String, Samples>,
     queues: HashMap<(String, String), Samples>,
+    connections: HashMap<u64, Samples>,
 }
 
 fn push(s: &mut Samples, at: Instant, c: CounterSnapshot) {
@@ -83,7 +90,25 @@ impl Rates {
             .filter_map(|v| broker.vhost_counters(&v).map(|c| (v, c)))
             .collect();
         let queues = broker.queue_counters();
+        let conns = broker.connections();
         let mut st = self.state();
+        st.connections
+            .retain(|id, _| conns.iter().any(|c| c.id == *id));
+        for c in conns {
+            let snap = CounterSnapshot {
+                published: c.messages_published,
+                delivered: c.messages_delivered,
+                ..CounterSnapshot::default()
+            };
+            let samples = st.connections.entry(c.id).or_insert_with(|| {
+                // Its counters were zero when it connected: a connection that published
+                // between two samples still shows a rate.
+                let age = u64::try_from(now_ms().saturating_sub(c.connected_at_ms)).unwrap_or(0);
+                let since = now.checked_sub(Duration::from_millis(age)).unwrap_or(now);
+                VecDeque::from([(since, CounterSnapshot::default())])
+            });
+            push(samples, now, snap);
+        }
         st.vhosts.retain(|v, _| vhosts.iter().any(|(n, _)| n == v));
         for (v, c) in vhosts {
             total = total + c;
@@ -108,6 +133,11 @@ impl Rates {
     /// A vhost's rates.
     pub fn vhost(&self, vhost: &str) -> Rate {
         rate_of(self.state().vhosts.get(vhost))
+    }
+
+    /// A connection's publish and deliver rates.
+    pub fn connection(&self, id: u64) -> Rate {
+        rate_of(self.state().connections.get(&id))
     }
 
     /// A queue's rates.
