@@ -27,6 +27,8 @@ pub struct Config {
     pub mqtt: MqttSection,
     /// The STOMP listeners (TCP and WebSocket).
     pub stomp: StompSection,
+    /// The HTTP admin API and metrics listener.
+    pub http: HttpSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -185,6 +187,25 @@ impl Default for StompSection {
     }
 }
 
+/// `[http]`: the admin API, `/metrics` and the OpenAPI document.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+        }
+    }
+}
+
 /// `[default_user]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -217,6 +238,7 @@ impl Default for Config {
             amqp: AmqpSection::default(),
             mqtt: MqttSection::default(),
             stomp: StompSection::default(),
+            http: HttpSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
         }
@@ -342,6 +364,7 @@ impl Config {
                 "amqp",
                 "mqtt",
                 "stomp",
+                "http",
                 "default_user",
                 "limits",
             ];

@@ -6,9 +6,13 @@
 //! - [`gateway`]: one module per protocol, mapping a connection onto a core session.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`config`]: `conf/junction.toml` -> typed configuration.
+//! - [`admin`]: the HTTP admin API, Prometheus `/metrics` and the OpenAPI document.
+//! - [`ctl`]: `junction ctl`, the admin API from the command line.
 //! - The store is the `junction-store` crate.
 
+pub mod admin;
 pub mod config;
 pub mod core;
+pub mod ctl;
 pub mod gateway;
 pub mod server;

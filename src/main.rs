@@ -34,10 +34,25 @@ enum Command {
         /// AMQP 0-9-1 listen address (overrides the file and JUNCTION_AMQP_LISTEN).
         #[arg(long)]
         amqp_listen: Option<std::net::SocketAddr>,
+        /// HTTP admin API listen address (overrides the file and JUNCTION_HTTP_LISTEN).
+        #[arg(long)]
+        http_listen: Option<std::net::SocketAddr>,
     },
+    /// Manage a running broker over its HTTP API: queues, exchanges, bindings, users,
+    /// permissions, vhosts, connections, publish/get, lookup, definitions export/import.
+    Ctl(junction::ctl::CtlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Ctl(args) = cli.command {
+        // No log lines on a command-line client's stderr: its errors are its output.
+        if let Err(e) = junction::ctl::run(args) {
+            eprintln!("junction ctl: {e}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -45,12 +60,13 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve {
             config,
             data_dir,
             native_listen,
             amqp_listen,
+            http_listen,
         } => {
             let mut cfg = Config::load(config.as_deref(), std::env::vars())
                 .context("loading the configuration")?;
@@ -63,11 +79,15 @@ fn main() -> anyhow::Result<()> {
             if let Some(a) = amqp_listen {
                 cfg.amqp.listen = a;
             }
+            if let Some(a) = http_listen {
+                cfg.http.listen = a;
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(junction::server::run(cfg, shutdown_signal()))
         }
+        Command::Ctl(_) => Ok(()),
     }
 }
 

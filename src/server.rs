@@ -309,6 +309,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         }
     }
 
+    let http = if cfg.http.enabled {
+        let listener = TcpListener::bind(cfg.http.listen)
+            .await
+            .with_context(|| format!("binding the http listener on {}", cfg.http.listen))?;
+        bound.push(("http", listener.local_addr()?));
+        Some(listener)
+    } else {
+        None
+    };
+    if let Some(listener) = http {
+        let all = bound.iter().map(|(p, a)| (p.to_string(), *a)).collect();
+        tracker.spawn(crate::admin::serve(
+            listener,
+            broker.clone(),
+            all,
+            stop.clone(),
+        ));
+    }
+
     let listeners: Vec<serde_json::Value> = bound
         .iter()
         .map(|(p, a)| serde_json::json!({"protocol": p, "address": a.to_string()}))

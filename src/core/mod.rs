@@ -6,13 +6,18 @@
 //! - `queue`: one actor task per queue owns its consumer groups and delivery state.
 //! - `vhost`: the routing table; `topic`: AMQP topic patterns; `auth`: users and permissions;
 //!   `meta`: durable metadata; `message`: messages and canonical properties.
+//! - `registry`: the open connections (listing, closing from outside); `metrics`: message
+//!   counters per queue and vhost; `admin`: what the HTTP API reads and manages.
 
+mod admin;
 pub mod auth;
 mod error;
 mod memory;
 pub mod message;
 pub mod meta;
+pub mod metrics;
 mod queue;
+mod registry;
 mod retained;
 mod session;
 pub mod topic;
@@ -27,11 +32,15 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
+pub use admin::{FoundMessage, Lookup, QueueSummary};
 pub use auth::{Access, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
-pub use queue::{ConsumeSpec, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX};
+pub use queue::{
+    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX,
+};
+pub use registry::{CloseSignal, ConnectionInfo};
 pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
@@ -90,6 +99,7 @@ pub struct BrokerInner {
     stop: tokio_util::sync::CancellationToken,
     /// Retained messages by vhost, exchange and routing key.
     pub(crate) retained: Arc<retained::Retained>,
+    connections: Arc<registry::Connections>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -176,6 +186,7 @@ impl Broker {
             memory_alarm: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
+            connections: Arc::default(),
         });
         inner.tasks.spawn(retained::saver(
             Arc::clone(&inner.retained),
@@ -229,12 +240,32 @@ impl Broker {
         Ok(Broker { inner })
     }
 
-    /// Authenticates a client and opens its session.
+    /// Authenticates a client and opens its session, listed as a connection (see
+    /// [`Broker::connections`]) until it closes.
     ///
     /// # Errors
     /// `AccessRefused` for an unknown user, a wrong password, a loopback-only user connecting
     /// from elsewhere, an unknown vhost or no permissions on it.
     pub fn connect(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
+        let mut s = self.connect_unlisted(user, password, vhost, peer, protocol, client_id)?;
+        s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
+        Ok(s)
+    }
+
+    /// As [`Broker::connect`], for a short-lived in-process client that is not a connection
+    /// (an HTTP API request acting as its user).
+    ///
+    /// # Errors
+    /// As [`Broker::connect`].
+    pub fn connect_unlisted(
         &self,
         user: &str,
         password: &str,
@@ -420,7 +451,11 @@ impl BrokerInner {
     }
 
     fn start_queue(&self, def: QueueDef, owner: Option<u64>) -> Arc<QueueHandle> {
-        let (q, rx) = queue::new_handle(def, owner);
+        let counters = self
+            .vhost(&def.vhost)
+            .map(|v| Arc::clone(&rlock(&v).counters))
+            .unwrap_or_default();
+        let (q, rx) = queue::new_handle(def, owner, counters);
         let actor = queue::Actor::new(
             Arc::clone(&q),
             rx,
@@ -802,6 +837,7 @@ impl BrokerInner {
             .zip(&parts)
             .zip(&appended.queue_offsets)
             .map(|((q, p), o)| {
+                q.counters.publish(true);
                 q.wake.notify_one();
                 Routed {
                     queue: q.name.clone(),

@@ -30,8 +30,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::error::{CoreError, CoreResult};
 use super::message::{Message, StoredMeta, Value};
 use super::meta::{Overflow, QueueDef};
+use super::metrics::Counters;
 use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
+
+mod groups;
+pub use groups::{GroupInfo, PartitionOffsets};
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,6 +196,21 @@ pub(crate) enum QueueCmd {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    /// Consumer groups and their offsets.
+    Groups {
+        reply: oneshot::Sender<Vec<GroupInfo>>,
+    },
+    /// Moves an idle group's offsets.
+    ResetGroup {
+        group: String,
+        to: StartFrom,
+        reply: oneshot::Sender<CoreResult<()>>,
+    },
+    /// Deletes an idle named group.
+    DeleteGroup {
+        group: String,
+        reply: oneshot::Sender<CoreResult<()>>,
+    },
 }
 
 /// A queue as publishers and sessions see it.
@@ -212,6 +231,10 @@ pub struct QueueHandle {
     /// `x-expires` in force, ms (`u64::MAX`: never); starts as declared, changed by
     /// [`crate::core::Session::set_queue_expiry`].
     pub(crate) expires_ms: AtomicU64,
+    /// This queue's message counters.
+    pub(crate) counters: Counters,
+    /// Its vhost's counters (deliveries and acks are counted in both).
+    pub(crate) vhost_counters: Arc<Counters>,
 }
 
 impl QueueHandle {
@@ -227,6 +250,11 @@ impl QueueHandle {
             None => u64::from(self.rr.fetch_add(1, Ordering::Relaxed)) % n,
         };
         i as u16
+    }
+
+    fn count_delivery(&self, redelivered: bool) {
+        self.counters.deliver(redelivered);
+        self.vhost_counters.deliver(redelivered);
     }
 
     /// Ready messages of the default group, as of now (for reject-publish).
@@ -676,6 +704,15 @@ impl Actor {
             QueueCmd::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
+            QueueCmd::Groups { reply } => {
+                let _ = reply.send(self.groups_info());
+            }
+            QueueCmd::ResetGroup { group, to, reply } => {
+                let _ = reply.send(self.reset_group(&group, to));
+            }
+            QueueCmd::DeleteGroup { group, reply } => {
+                let _ = reply.send(self.delete_group(&group));
+            }
             QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
         }
     }
@@ -874,7 +911,11 @@ impl Actor {
         }
         let limit = self.ctx.q.def.args.delivery_limit;
         match how {
-            Settle::Ack => cur.settle(offset),
+            Settle::Ack => {
+                cur.settle(offset);
+                self.ctx.q.counters.ack();
+                self.ctx.q.vhost_counters.ack();
+            }
             Settle::Requeue if limit.is_none_or(|l| count < l) => {
                 cur.redeliver.insert(offset, count);
             }
@@ -933,6 +974,7 @@ impl Actor {
                             continue;
                         };
                         let offset = m.queue_offset;
+                        ctx.q.count_delivery(redelivered);
                         let d = ctx.delivery(
                             &broker,
                             &c.tag,
@@ -973,6 +1015,7 @@ impl Actor {
         for cur in &mut g.parts {
             if let Some((m, meta, count, redelivered)) = self.ctx.next_from(cur) {
                 let id = broker.next_consumer.fetch_add(1, Ordering::Relaxed);
+                self.ctx.q.count_delivery(redelivered);
                 let tag = ConsumerTag::from("");
                 cur.inflight.insert(m.queue_offset, (id, count));
                 let (tx, _rx) = mpsc::unbounded_channel();
@@ -1291,6 +1334,7 @@ impl Actor {
 pub(crate) fn new_handle(
     def: QueueDef,
     exclusive_owner: Option<u64>,
+    vhost_counters: Arc<Counters>,
 ) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let h = QueueHandle {
@@ -1304,6 +1348,8 @@ pub(crate) fn new_handle(
         taken: AtomicU64::new(u64::MAX),
         ready_bytes: AtomicU64::new(0),
         deleted: AtomicBool::new(false),
+        counters: Counters::default(),
+        vhost_counters,
     };
     (Arc::new(h), rx)
 }

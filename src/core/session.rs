@@ -248,6 +248,10 @@ pub struct Session {
     confirm_tx: Option<mpsc::UnboundedSender<(u64, u64)>>,
     next_tag: u64,
     closed: bool,
+    /// The connection entry this session counts in (None: not a listed connection).
+    pub(crate) conn: Option<super::registry::ConnLink>,
+    /// Its vhost's message counters.
+    vhost_counters: Arc<super::metrics::Counters>,
 }
 
 impl std::fmt::Debug for Session {
@@ -268,6 +272,7 @@ impl Session {
         vhost: super::VHostRef,
     ) -> Session {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let vhost_counters = Arc::clone(&super::rlock(&vhost).counters);
         Session {
             id,
             owner: id,
@@ -286,6 +291,8 @@ impl Session {
             confirm_tx: None,
             next_tag: 1,
             closed: false,
+            conn: None,
+            vhost_counters,
         }
     }
 
@@ -307,12 +314,21 @@ impl Session {
         );
         s.owner = self.owner;
         s.drops_exclusive = false;
+        s.conn = self.conn.as_ref().map(|c| c.sibling());
         s
     }
 
     /// Who this session is.
     pub fn info(&self) -> &ClientInfo {
         &self.info
+    }
+
+    /// Resolves when the session's connection is closed from outside (the admin API, a deleted
+    /// user or vhost), with the reason: the gateway then sends its protocol's close.
+    pub fn close_signal(&self) -> super::CloseSignal {
+        self.conn
+            .as_ref()
+            .map_or_else(super::CloseSignal::never, |c| c.signal())
     }
 
     /// This session's id (unique in the broker's lifetime).
@@ -567,6 +583,12 @@ impl Session {
                 super::now_ms(),
             );
         }
+        self.vhost_counters.publish(!routed.is_empty());
+        if let Some(c) = &self.conn {
+            c.entry
+                .published
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.publish_seq += 1;
         let seq = self.publish_seq;
         self.confirm_after(seq, end);
@@ -816,6 +838,11 @@ impl Session {
 
     fn track(&mut self, ev: SessionEvent) -> SessionEvent {
         if let SessionEvent::Delivery(d) = &ev {
+            if let Some(c) = &self.conn {
+                c.entry
+                    .delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if !d.no_ack {
                 self.unacked.insert(
                     d.id,

@@ -32,6 +32,8 @@ pub(crate) struct Exchange {
 pub(crate) struct VHostState {
     pub(crate) exchanges: HashMap<String, Exchange>,
     pub(crate) queues: HashMap<String, Arc<QueueHandle>>,
+    /// Message counters of the whole vhost.
+    pub(crate) counters: Arc<super::metrics::Counters>,
 }
 
 impl VHostState {

@@ -372,6 +372,10 @@ impl Connection {
         alarm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = tokio::time::Instant::now();
         let mut last_write = tokio::time::Instant::now();
+        // Pinned once: registering with the close signal per loop turn would cost a lock each.
+        let closed = self.session.close_signal();
+        let closed = closed.requested();
+        tokio::pin!(closed);
         loop {
             let flow = tokio::select! {
                 // Backpressure: a client with too many unconfirmed publishes is not read from
@@ -421,6 +425,12 @@ impl Connection {
                 },
                 _ = shutdown.cancelled() => {
                     self.conn.push(0, wire::Close { code: ErrorCode::ConnectionForced.code(), reason: "broker shutting down".into() });
+                    let _ = self.conn.flush().await;
+                    return;
+                }
+                reason = &mut closed => {
+                    tracing::info!(reason, "connection closed from outside");
+                    self.conn.push(0, wire::Close { code: ErrorCode::ConnectionForced.code(), reason });
                     let _ = self.conn.flush().await;
                     return;
                 }

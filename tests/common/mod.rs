@@ -35,6 +35,8 @@ pub struct TestBroker {
     pub stomp: SocketAddr,
     /// STOMP over WebSocket listener address.
     pub stomp_ws: SocketAddr,
+    /// HTTP admin API listener address.
+    pub http: SocketAddr,
     /// Data directory.
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -66,6 +68,8 @@ impl TestBroker {
             "--native-listen",
             "127.0.0.1:0",
             "--amqp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -130,6 +134,7 @@ impl TestBroker {
         };
         let (native, amqp, mqtt) = (port("native"), port("amqp"), port("mqtt"));
         let (stomp, stomp_ws) = (port("stomp"), port("stomp-ws"));
+        let http = port("http");
         TestBroker {
             child: Some(child),
             native,
@@ -138,6 +143,7 @@ impl TestBroker {
             listeners,
             stomp,
             stomp_ws,
+            http,
             dir: dir.to_path_buf(),
             _tmp: None,
             logs,

@@ -426,12 +426,22 @@ impl Connection {
             period
         };
         let mut tick = tokio::time::interval(period);
+        // Pinned once: registering with the close signal per loop turn would cost a lock each.
+        let closed = self.root.close_signal();
+        let closed = closed.requested();
+        tokio::pin!(closed);
         while !self.done {
             let paused = self.ctx.inflight.load(Ordering::Acquire) > MAX_INFLIGHT;
             let r = tokio::select! {
                 _ = shutdown.cancelled() => Err(AmqpError::new(
                     rc::CONNECTION_FORCED,
                     "CONNECTION_FORCED - broker shutdown",
+                    0,
+                    0,
+                )),
+                reason = &mut closed => Err(AmqpError::new(
+                    rc::CONNECTION_FORCED,
+                    format!("CONNECTION_FORCED - {reason}"),
                     0,
                     0,
                 )),

@@ -464,6 +464,11 @@ where
         let ka = Duration::from_millis(u64::from(self.keep_alive) * 1500);
         let mut deadline = Instant::now() + ka;
         let kick = claim.kick.clone();
+        // Closed from outside (admin API, a deleted user or vhost). Pinned once: registering
+        // with the close signal every loop turn would cost a lock each.
+        let closed = self.session.close_signal();
+        let closed = closed.requested();
+        tokio::pin!(closed);
         let close = loop {
             let reading = self.pending.len() < MAX_UNCONFIRMED;
             let step = tokio::select! {
@@ -476,6 +481,10 @@ where
                 () = kick.cancelled() => Err(Close::protocol(
                     ReasonCode::SESSION_TAKEN_OVER,
                     "session taken over by another connection",
+                )),
+                reason = &mut closed => Err(Close::protocol(
+                    ReasonCode::ADMINISTRATIVE_ACTION,
+                    format!("closed by the broker: {reason}"),
                 )),
                 r = self.io.stream.read_buf(&mut self.io.rbuf), if reading => match r {
                     Ok(0) | Err(_) => Err(Close {

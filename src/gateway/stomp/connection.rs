@@ -312,6 +312,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let grace = Duration::from_millis(u64::from(expect_ms) * 2);
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
+        // Closed from outside (admin API, a deleted user or vhost). Pinned once: registering
+        // with the close signal every loop turn would cost a lock each.
+        let closed = self.session.close_signal();
+        let closed = closed.requested();
+        tokio::pin!(closed);
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = match (send_ms, expect_ms) {
@@ -358,6 +363,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 _ = stop.cancelled() => {
                     self.push(&Frame::error("connection_forced").with_header("content-type", "text/plain")
                         .with_body("the broker is shutting down"));
+                    Flow::Close
+                }
+                reason = &mut closed => {
+                    tracing::info!(%reason, "connection closed from outside");
+                    self.push(&Frame::error("connection_forced").with_header("content-type", "text/plain")
+                        .with_body(reason));
                     Flow::Close
                 }
             };

@@ -1,0 +1,284 @@
+//! The broker's HTTP surface: the admin API under `/api` (RabbitMQ-management-like JSON),
+//! Prometheus `/metrics` and the OpenAPI document `/api/openapi.json`.
+//!
+//! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
+//! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
+//! - `json`: core values, properties and messages <-> JSON.
+//! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
+//! - `rates`: a once-a-second sampler of the message counters, for rates.
+//! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
+//!
+//! The API keeps no state of its own: it reads the core, and what it changes on a vhost it
+//! changes through a core session of the requesting user, so permissions mean the same here as
+//! in every protocol. It is not the dashboard (not built yet) and not a protocol gateway:
+//! requests are not listed as connections.
+
+mod access;
+mod auth;
+mod error;
+mod extract;
+mod groups;
+mod json;
+mod messages;
+mod metrics;
+mod overview;
+pub mod rates;
+mod topology;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Broker;
+
+pub use error::ApiError;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    broker: Broker,
+    listeners: Arc<Vec<(String, SocketAddr)>>,
+    rates: Arc<rates::Rates>,
+}
+
+/// The OpenAPI 3.1 document of the API (hand-written; a test checks it against [`ROUTES`]).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route the API serves, as (path in OpenAPI syntax, methods).
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/overview", &["get"]),
+    ("/api/whoami", &["get"]),
+    ("/api/connections", &["get"]),
+    ("/api/connections/{id}", &["get", "delete"]),
+    ("/api/vhosts", &["get"]),
+    ("/api/vhosts/{vhost}", &["get", "put", "delete"]),
+    ("/api/users", &["get"]),
+    ("/api/users/{user}", &["get", "put", "delete"]),
+    ("/api/permissions", &["get"]),
+    ("/api/permissions/{vhost}/{user}", &["get", "put", "delete"]),
+    ("/api/exchanges", &["get"]),
+    ("/api/exchanges/{vhost}", &["get"]),
+    ("/api/exchanges/{vhost}/{name}", &["get", "put", "delete"]),
+    ("/api/exchanges/{vhost}/{name}/publish", &["post"]),
+    ("/api/queues", &["get"]),
+    ("/api/queues/{vhost}", &["get"]),
+    ("/api/queues/{vhost}/{name}", &["get", "put", "delete"]),
+    ("/api/queues/{vhost}/{name}/contents", &["delete"]),
+    ("/api/queues/{vhost}/{name}/get", &["post"]),
+    ("/api/queues/{vhost}/{name}/messages", &["get"]),
+    ("/api/queues/{vhost}/{name}/bindings", &["get"]),
+    ("/api/queues/{vhost}/{name}/groups", &["get"]),
+    ("/api/queues/{vhost}/{name}/groups/{group}", &["delete"]),
+    (
+        "/api/queues/{vhost}/{name}/groups/{group}/offsets",
+        &["put"],
+    ),
+    ("/api/bindings", &["get"]),
+    ("/api/bindings/{vhost}", &["get"]),
+    (
+        "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
+        &["get", "post"],
+    ),
+    (
+        "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+        &["get", "delete"],
+    ),
+    ("/api/messages/{vhost}", &["get"]),
+    ("/api/openapi.json", &["get"]),
+    ("/metrics", &["get"]),
+];
+
+/// The router, for a broker whose listeners are `listeners`.
+pub fn router(
+    broker: Broker,
+    listeners: Vec<(String, SocketAddr)>,
+    rates: Arc<rates::Rates>,
+) -> Router {
+    let state = AppState {
+        broker,
+        listeners: Arc::new(listeners),
+        rates,
+    };
+    Router::new()
+        .route("/api/overview", get(overview::overview))
+        .route("/api/whoami", get(access::whoami))
+        .route("/api/connections", get(overview::connections))
+        .route(
+            "/api/connections/{id}",
+            get(overview::connection).delete(overview::close_connection),
+        )
+        .route("/api/vhosts", get(access::vhosts))
+        .route(
+            "/api/vhosts/{vhost}",
+            get(access::vhost)
+                .put(access::put_vhost)
+                .delete(access::delete_vhost),
+        )
+        .route("/api/users", get(access::users))
+        .route(
+            "/api/users/{user}",
+            get(access::user)
+                .put(access::put_user)
+                .delete(access::delete_user),
+        )
+        .route("/api/permissions", get(access::permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(access::permission)
+                .put(access::put_permission)
+                .delete(access::delete_permission),
+        )
+        .route("/api/exchanges", get(topology::all_exchanges))
+        .route("/api/exchanges/{vhost}", get(topology::exchanges))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(topology::exchange)
+                .put(topology::put_exchange)
+                .delete(topology::delete_exchange),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(messages::publish),
+        )
+        .route("/api/queues", get(topology::all_queues))
+        .route("/api/queues/{vhost}", get(topology::queues))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(topology::queue)
+                .put(topology::put_queue)
+                .delete(topology::delete_queue),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            axum::routing::delete(topology::purge_queue),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(messages::get))
+        .route("/api/queues/{vhost}/{name}/messages", get(messages::read))
+        .route(
+            "/api/queues/{vhost}/{name}/bindings",
+            get(topology::queue_bindings),
+        )
+        .route("/api/queues/{vhost}/{name}/groups", get(groups::groups))
+        .route(
+            "/api/queues/{vhost}/{name}/groups/{group}",
+            axum::routing::delete(groups::delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/groups/{group}/offsets",
+            axum::routing::put(groups::reset),
+        )
+        .route("/api/bindings", get(topology::all_bindings))
+        .route("/api/bindings/{vhost}", get(topology::bindings))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
+            get(topology::bindings_between).post(topology::bind),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+            get(topology::binding).delete(topology::unbind),
+        )
+        .route("/api/messages/{vhost}", get(messages::lookup))
+        .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(no_store))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// API answers describe live state: no cache may keep them.
+async fn no_store(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// Serves the API on `listener` until `stop` fires (requests in progress finish).
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    listeners: Vec<(String, SocketAddr)>,
+    stop: CancellationToken,
+) {
+    let rates = Arc::new(rates::Rates::default());
+    let sampler = tokio::spawn(rates::run(Arc::clone(&rates), broker.clone(), stop.clone()));
+    let app = router(broker, listeners, rates).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "http listener failed");
+    }
+    stop.cancel();
+    let _ = sampler.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys())
+                    .filter(|m| *m != "parameters")
+                    .map(move |m| (p.clone(), m.clone()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |m| (p.to_string(), m.to_string())))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                assert!(op["summary"].is_string(), "{method} {path} has no summary");
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! `junction ctl` against the real broker: the binary run as a user would, tables and `--json`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestBroker;
+use serde_json::{json, Value};
+
+/// Runs `junction ctl --url <broker> <args>` with `stdin`.
+fn ctl_in(b: &TestBroker, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .arg("ctl")
+        .args(["--url", &format!("http://{}", b.http)])
+        .args(args)
+        .env_remove("JUNCTION_CTL_USER")
+        .env_remove("JUNCTION_CTL_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run junction ctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a command that must succeed; returns its standard output.
+fn ctl(b: &TestBroker, args: &[&str]) -> String {
+    let out = ctl_in(b, args, "");
+    assert!(
+        out.status.success(),
+        "junction ctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command with `--json`; returns the parsed output.
+fn ctl_json(b: &TestBroker, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let text = ctl(b, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
+/// Runs a command that must fail; returns its standard error.
+fn ctl_fails(b: &TestBroker, args: &[&str]) -> String {
+    let out = ctl_in(b, args, "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "junction ctl {args:?} should fail"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|x| x[key] == value)
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctl_manages_queues_exchanges_bindings_messages_users_and_connections() {
+    let b = TestBroker::start();
+
+    // Queues, exchanges, bindings.
+    assert_eq!(
+        ctl(
+            &b,
+            &["queues", "declare", "jobs", "--arg", "x-max-length=5"]
+        )
+        .trim(),
+        "queue 'jobs' declared"
+    );
+    ctl(
+        &b,
+        &[
+            "queues",
+            "declare",
+            "wide",
+            "--partitions",
+            "3",
+            "--transient",
+        ],
+    );
+    let table = ctl(&b, &["queues", "list"]);
+    assert!(table.contains("jobs") && table.contains("wide"), "{table}");
+    assert!(
+        table.contains("ready") && table.contains("consumers"),
+        "{table}"
+    );
+    let qs = ctl_json(&b, &["queues", "list"]);
+    assert_eq!(
+        find(&qs, "name", "jobs").unwrap()["arguments"],
+        json!({"x-max-length": 5})
+    );
+    let wide = find(&qs, "name", "wide").unwrap();
+    assert_eq!(wide["partitions"], 3);
+    assert_eq!(wide["durable"], false);
+
+    ctl(&b, &["exchanges", "declare", "events", "--type", "topic"]);
+    let xs = ctl_json(&b, &["exchanges", "list"]);
+    assert_eq!(find(&xs, "name", "events").unwrap()["type"], "topic");
+    ctl(&b, &["bindings", "add", "events", "jobs", "-k", "job.*"]);
+    ctl(
+        &b,
+        &["bindings", "add", "amq.fanout", "events", "--to-exchange"],
+    );
+    let bs = ctl_json(&b, &["bindings", "list"]);
+    assert_eq!(
+        find(&bs, "destination", "jobs").unwrap()["routing_key"],
+        "job.*"
+    );
+    assert_eq!(
+        find(&bs, "destination", "events").unwrap()["destination_type"],
+        "exchange"
+    );
+    assert!(ctl(&b, &["bindings", "list"]).contains("job.*"));
+
+    // Publish (argument and standard input), get, lookup.
+    assert_eq!(
+        ctl(
+            &b,
+            &[
+                "publish",
+                "job.1",
+                "first",
+                "-e",
+                "events",
+                "--property",
+                "message_id=m-1",
+                "--property",
+                "keys=k1,k2",
+                "--header",
+                "attempt=1"
+            ]
+        )
+        .trim(),
+        "published (routed)"
+    );
+    let out = ctl_in(&b, &["publish", "job.2", "-e", "events"], "from stdin");
+    assert!(out.status.success());
+    assert!(ctl(&b, &["publish", "nowhere", "x"]).contains("unroutable"));
+    let got = ctl_json(&b, &["get", "jobs", "-n", "5"]);
+    let payloads: Vec<&str> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, ["first", "from stdin"]);
+    assert_eq!(got[0]["properties"]["headers"], json!({"attempt": 1}));
+    assert_eq!(got[0]["properties"]["keys"], json!(["k1", "k2"]));
+    assert!(ctl(&b, &["get", "jobs"]).contains("first"));
+    let found = ctl_json(&b, &["lookup", "--key", "k2"]);
+    assert_eq!(found[0]["payload"], "first");
+    assert!(ctl(&b, &["lookup", "--id", "m-1"]).contains("jobs[0]@0"));
+    let acked = ctl_json(&b, &["get", "jobs", "--ack"]);
+    assert_eq!(acked[0]["payload"], "first");
+    assert_eq!(
+        ctl_json(&b, &["queues", "purge", "jobs"]),
+        json!({"messages_purged": 1})
+    );
+    // Consumer groups: replay the default group from the start, then skip to the end.
+    let gs = ctl_json(&b, &["groups", "list", "jobs"]);
+    assert_eq!(gs[0]["name"], "");
+    assert_eq!(gs[0]["lag"], 0);
+    let table = ctl(&b, &["groups", "list", "jobs"]);
+    assert!(
+        table.contains("members") && table.contains(" ~ "),
+        "{table}"
+    );
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "earliest"]);
+    let ready = |b: &TestBroker| {
+        find(&ctl_json(b, &["queues", "list"]), "name", "jobs").unwrap()["messages_ready"].clone()
+    };
+    assert_eq!(ready(&b), 2);
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "offset:1"]);
+    assert_eq!(ready(&b), 1);
+    ctl(&b, &["groups", "reset", "jobs", "~", "--to", "latest"]);
+    assert_eq!(ready(&b), 0);
+    assert!(ctl_fails(&b, &["groups", "reset", "jobs", "~", "--to", "soon:1"]).contains("soon:1"));
+    assert!(ctl_fails(&b, &["groups", "delete", "jobs", "~"]).contains("403"));
+    let overview = ctl(&b, &["overview"]);
+    assert!(
+        overview.contains("published") && overview.contains("memory alarm"),
+        "{overview}"
+    );
+
+    // Users, permissions, vhosts.
+    ctl(&b, &["users", "add", "ann", "pw", "--tags", "monitoring"]);
+    let users = ctl(&b, &["users", "list"]);
+    assert!(
+        users.contains("ann") && users.contains("monitoring"),
+        "{users}"
+    );
+    ctl(
+        &b,
+        &["permissions", "set", "ann", "--configure", "^ann\\..*"],
+    );
+    let ps = ctl_json(&b, &["permissions", "list"]);
+    assert_eq!(find(&ps, "user", "ann").unwrap()["configure"], "^ann\\..*");
+    assert!(ctl_fails(&b, &["-u", "ann", "-p", "pw", "queues", "declare", "x"]).contains("403"));
+    ctl(&b, &["-u", "ann", "-p", "pw", "queues", "declare", "ann.q"]);
+    ctl(&b, &["permissions", "clear", "ann"]);
+    ctl(&b, &["vhosts", "add", "staging"]);
+    assert!(ctl(&b, &["vhosts", "list"]).contains("staging"));
+    ctl(&b, &["--vhost", "staging", "permissions", "set", "guest"]);
+    ctl(&b, &["--vhost", "staging", "queues", "declare", "s"]);
+    assert!(ctl(&b, &["--vhost", "staging", "queues", "list"]).contains(" s "));
+    ctl(&b, &["vhosts", "delete", "staging"]);
+    ctl(&b, &["users", "delete", "ann"]);
+    assert!(!ctl(&b, &["users", "list"]).contains("ann"));
+
+    // Connections: a native client is listed and closed.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt
+        .block_on(junction_sdk::Client::connect(
+            junction_sdk::ClientOptions::new(b.native.to_string())
+                .client_id("ctl-test")
+                .reconnect(junction_sdk::ReconnectOptions::disabled()),
+        ))
+        .unwrap();
+    let conns = ctl_json(&b, &["connections", "list"]);
+    let c = find(&conns, "client_id", "ctl-test").expect("the native connection");
+    assert!(ctl(&b, &["connections", "list"]).contains("ctl-test"));
+    let id = c["id"].to_string();
+    assert_eq!(
+        ctl(&b, &["connections", "close", &id, "--reason", "bye"]).trim(),
+        format!("connection {id} closed")
+    );
+    eventually("the client disconnected", || !client.is_connected());
+    eventually("no connections", || {
+        ctl_json(&b, &["connections", "list"]) == json!([])
+    });
+
+    // Deletes and errors.
+    ctl(&b, &["bindings", "remove", "events", "jobs", "-k", "job.*"]);
+    ctl(
+        &b,
+        &[
+            "bindings",
+            "remove",
+            "amq.fanout",
+            "events",
+            "--to-exchange",
+        ],
+    );
+    assert_eq!(ctl_json(&b, &["bindings", "list"]), json!([]));
+    ctl(&b, &["exchanges", "delete", "events"]);
+    ctl(&b, &["queues", "delete", "jobs", "--if-empty"]);
+    let e = ctl_fails(&b, &["queues", "delete", "jobs"]);
+    assert!(
+        e.contains("404") && e.contains("queue 'jobs' not found"),
+        "{e}"
+    );
+    let e = ctl_fails(&b, &["-p", "wrong", "queues", "list"]);
+    assert!(e.contains("401"), "{e}");
+    let e = ctl_fails(&b, &["queues", "declare", "q", "--arg", "novalue"]);
+    assert!(e.contains("NAME=VALUE"), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args(["ctl", "--url", "http://127.0.0.1:1", "overview"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+}
+
+#[test]
+fn definitions_export_and_import_round_trip() {
+    let a = TestBroker::start();
+    ctl(&a, &["vhosts", "add", "prod"]);
+    ctl(&a, &["--vhost", "prod", "permissions", "set", "guest"]);
+    ctl(
+        &a,
+        &["users", "add", "app", "app-pw", "--tags", "management"],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "permissions",
+            "set",
+            "app",
+            "--configure",
+            "^app\\.",
+        ],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "exchanges",
+            "declare",
+            "orders",
+            "-t",
+            "topic",
+        ],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "exchanges",
+            "declare",
+            "audit",
+            "-t",
+            "fanout",
+        ],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "queues",
+            "declare",
+            "orders.eu",
+            "--arg",
+            "x-message-ttl=60000",
+            "--partitions",
+            "2",
+        ],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "bindings",
+            "add",
+            "orders",
+            "orders.eu",
+            "-k",
+            "eu.#",
+        ],
+    );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "bindings",
+            "add",
+            "orders",
+            "audit",
+            "--to-exchange",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("defs.json");
+    ctl(&a, &["export", file.to_str().unwrap()]);
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported["product_name"], "Junction");
+    assert!(find(&exported["users"], "name", "app").is_some());
+    assert_eq!(exported["queues"][0]["partitions"], 2);
+
+    let b = TestBroker::start();
+    let summary = ctl(&b, &["import", file.to_str().unwrap()]);
+    assert_eq!(
+        summary.trim(),
+        "imported 2 vhosts, 2 users, 3 permissions, 2 exchanges, 1 queues, 2 bindings"
+    );
+    // The same definitions come back out; the imported user logs in with its password.
+    let again = ctl_json(&b, &["export"]);
+    assert_eq!(again, exported);
+    assert!(ctl(&b, &["-u", "app", "-p", "app-pw", "overview"]).contains("version"));
+    // Importing twice changes nothing.
+    ctl(&b, &["import", file.to_str().unwrap()]);
+    assert_eq!(ctl_json(&b, &["export"]), exported);
+
+    // A RabbitMQ-style file: tags as a string, policies and parameters ignored.
+    let rabbit = json!({
+        "rabbit_version": "3.13.7",
+        "users": [{"name": "legacy", "password_hash": exported["users"][0]["password_hash"],
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": "administrator"}],
+        "vhosts": [{"name": "/"}],
+        "permissions": [],
+        "policies": [{"vhost": "/", "name": "ha", "pattern": ".*", "definition": {}}],
+        "parameters": [],
+        "queues": [{"name": "legacy.q", "vhost": "/", "durable": true, "auto_delete": false,
+                    "arguments": {"x-queue-type": "classic"}}],
+        "exchanges": [],
+        "bindings": [{"source": "amq.direct", "vhost": "/", "destination": "legacy.q",
+                      "destination_type": "queue", "routing_key": "legacy", "arguments": {}}],
+    });
+    let out = ctl_in(&b, &["import", "-"], &rabbit.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users = ctl_json(&b, &["users", "list"]);
+    assert_eq!(
+        find(&users, "name", "legacy").unwrap()["tags"],
+        json!(["administrator"])
+    );
+    let bs = ctl_json(&b, &["bindings", "list"]);
+    assert_eq!(
+        find(&bs, "destination", "legacy.q").unwrap()["source"],
+        "amq.direct"
+    );
+    let e = ctl_fails(
+        &b,
+        &["import", dir.path().join("missing.json").to_str().unwrap()],
+    );
+    assert!(e.contains("missing.json"), "{e}");
+}
