@@ -32,8 +32,10 @@ async fn malformed_frames_get_an_error_then_close_and_the_broker_keeps_serving()
             ("JUNCTION_STOMP_MAX_FRAME", "65536"),
         ],
     );
-    refused(&b, b"NOPE\n\n\0", "unknown command").await;
-    refused(&b, b"send\ndestination:/queue/a\n\n\0", "unknown command").await;
+    let err = refused(&b, b"NOPE\n\n\0", "Bad command").await;
+    assert_eq!(text(&err), "Could not interpret command \"NOPE\"\n");
+    assert_eq!(err.header("version"), Some("1.0,1.1,1.2"));
+    refused(&b, b"send\ndestination:/queue/a\n\n\0", "Bad command").await;
     refused(&b, b"SEND\nno-colon-here\n\n\0", "malformed header line").await;
     refused(
         &b,

@@ -24,6 +24,8 @@
 //! - **Bodies on frames that must not have one** are passed through; see
 //!   [`Command::allows_body`].
 //! - An **empty header name** (`:value`) is an error (the grammar requires 1+ octets).
+//! - **NUL octets between frames** (before a command) are dropped, as RabbitMQ does: some
+//!   clients pad frames with them.
 
 use bytes::{Buf, BytesMut};
 
@@ -201,8 +203,9 @@ impl Decoder {
     ///
     /// - `Ok(Some(item))`: the item's bytes have been removed from `buf`; call again, more
     ///   items may be buffered.
-    /// - `Ok(None)`: `buf` holds no complete item; nothing was removed. Append more input to the
-    ///   **same** buffer (do not drop or alter its front) and call again.
+    /// - `Ok(None)`: `buf` holds no complete item; nothing was removed (except NUL octets
+    ///   between frames, which are dropped). Append more input to the **same** buffer (do not
+    ///   drop or alter its front) and call again.
     /// - `Err(e)`: a fatal protocol error. Send `e.to_error_frame()` and close the connection;
     ///   the buffer is not resynchronised.
     ///
@@ -232,6 +235,10 @@ impl Decoder {
             // The cached progress only holds if the buffer still covers it.
             Some(p) if p.scan <= buf.len() => p,
             _ => {
+                // A NUL between frames (after a frame's NUL, before a command) is dropped: some
+                // clients pad with one, and RabbitMQ accepts it. It never starts a frame.
+                let nuls = buf.iter().take_while(|&&b| b == 0).count();
+                buf.advance(nuls);
                 match buf.first() {
                     None => return Ok(None),
                     Some(b'\n') => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use junction_stomp::{
     encode, encode_heartbeat, format_versions, negotiate, negotiate_heartbeat, parse_heartbeat,
-    Command, Decoder, Frame, Item, Version,
+    Command, DecodeError, Decoder, Frame, Item, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -164,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             Ok(Ok(None)) => return None,
             Ok(Err(e)) => {
                 tracing::info!(peer = %peer, error = %e, "bad frame before CONNECT: closing");
-                self.fail(e.to_error_frame()).await;
+                self.fail(decode_error_frame(&e)).await;
                 return None;
             }
             Err(_) => {
@@ -390,7 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(None) => return Flow::Continue,
                 Err(e) => {
                     tracing::info!(error = %e, "malformed frame: closing the connection");
-                    self.push(&e.to_error_frame());
+                    self.push(&decode_error_frame(&e));
                     return Flow::Close;
                 }
             }
@@ -645,6 +645,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Err(e) = encode(&clean, self.version, &mut self.wbuf) {
             tracing::warn!(error = %e, "could not encode a frame");
         }
+    }
+}
+
+/// The ERROR frame for undecodable input: the codec's, except for an unknown command, which
+/// gets RabbitMQ's `Bad command` and the supported versions.
+fn decode_error_frame(e: &DecodeError) -> Frame {
+    match e {
+        DecodeError::UnknownCommand(c) => Frame::error("Bad command")
+            .with_header("content-type", "text/plain")
+            .with_header("version", format_versions(&Version::ALL))
+            .with_body(format!("Could not interpret command {c:?}\n")),
+        other => other.to_error_frame(),
     }
 }
 

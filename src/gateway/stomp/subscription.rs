@@ -31,7 +31,7 @@ use super::connection::{queue_args, Connection};
 use super::destination::{self, Destination};
 use super::mapping::properties_out;
 use super::StompError;
-use crate::core::{BindingDecl, ConsumeSpec, Delivery, QueueDecl, Settle, StartFrom};
+use crate::core::{BindingDecl, ConsumeSpec, CoreError, Delivery, QueueDecl, Settle, StartFrom};
 
 /// How a subscription's messages are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Some(sub) = sub {
             let end_durable = sub.durable && (is_true(f, "durable") || is_true(f, "persistent"));
             if sub.private || end_durable {
-                self.session.delete_queue(&sub.queue, false, false).await?;
+                // A private queue is auto-delete: it may already be gone with its consumer.
+                match self.session.delete_queue(&sub.queue, false, false).await {
+                    Ok(_) | Err(CoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(())
