@@ -655,7 +655,10 @@ fn decode_error_frame(e: &DecodeError) -> Frame {
         DecodeError::UnknownCommand(c) => Frame::error("Bad command")
             .with_header("content-type", "text/plain")
             .with_header("version", format_versions(&Version::ALL))
-            .with_body(format!("Could not interpret command {c:?}\n")),
+            .with_body(format!(
+                "Could not interpret command {:?}\n",
+                c.trim_end_matches(['\r', '\n'])
+            )),
         other => other.to_error_frame(),
     }
 }
