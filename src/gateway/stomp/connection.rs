@@ -54,6 +54,8 @@ pub(super) struct Connection<S> {
     pub(super) sub_tags: HashMap<String, Arc<str>>,
     /// Unsettled delivery id -> the consumer tag it came to.
     pub(super) owner: HashMap<u64, Arc<str>>,
+    /// Auto-ack deliveries whose MESSAGE is in the write buffer, acked once it is written.
+    pub(super) written: Vec<u64>,
     /// `/temp-queue/<name>` -> (generated queue, subscribed).
     pub(super) temp: HashMap<String, (String, bool)>,
     /// `/queue/` queues known to exist (declared once per connection).
@@ -108,6 +110,7 @@ pub async fn serve<S>(
         subs: HashMap::new(),
         sub_tags: HashMap::new(),
         owner: HashMap::new(),
+        written: Vec::new(),
         temp: HashMap::new(),
         known_queues: HashSet::new(),
         tx: Transactions::default(),
@@ -368,6 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.wbuf.clear();
                 last_write = Instant::now();
             }
+            self.settle_written();
             if matches!(flow, Flow::Close) || (self.disconnecting && self.receipts.is_empty()) {
                 return;
             }
