@@ -24,8 +24,8 @@
 //! - **Bodies on frames that must not have one** are passed through; see
 //!   [`Command::allows_body`].
 //! - An **empty header name** (`:value`) is an error (the grammar requires 1+ octets).
-//! - **NUL octets between frames** (before a command) are dropped, as RabbitMQ does: some
-//!   clients pad frames with them.
+//! - **NUL octets between frames** (before a command) are padding, as RabbitMQ takes them: a
+//!   run of them is reported as one [`Item::Heartbeat`], like an EOL.
 
 use bytes::{Buf, BytesMut};
 
@@ -72,7 +72,8 @@ impl Default for Limits {
 pub enum Item {
     /// A complete frame.
     Frame(Frame),
-    /// A bare EOL (LF or CR LF) between frames: a heart-beat, or padding after a frame's NUL.
+    /// A bare EOL (LF or CR LF) between frames: a heart-beat, or padding after a frame's NUL
+    /// (a run of NUL octets between frames is reported the same way).
     Heartbeat,
 }
 
@@ -203,9 +204,8 @@ impl Decoder {
     ///
     /// - `Ok(Some(item))`: the item's bytes have been removed from `buf`; call again, more
     ///   items may be buffered.
-    /// - `Ok(None)`: `buf` holds no complete item; nothing was removed (except NUL octets
-    ///   between frames, which are dropped). Append more input to the **same** buffer (do not
-    ///   drop or alter its front) and call again.
+    /// - `Ok(None)`: `buf` holds no complete item; nothing was removed. Append more input to the
+    ///   **same** buffer (do not drop or alter its front) and call again.
     /// - `Err(e)`: a fatal protocol error. Send `e.to_error_frame()` and close the connection;
     ///   the buffer is not resynchronised.
     ///
@@ -235,10 +235,13 @@ impl Decoder {
             // The cached progress only holds if the buffer still covers it.
             Some(p) if p.scan <= buf.len() => p,
             _ => {
-                // A NUL between frames (after a frame's NUL, before a command) is dropped: some
-                // clients pad with one, and RabbitMQ accepts it. It never starts a frame.
+                // NULs between frames (after a frame's NUL, before a command) are padding, like
+                // EOLs: some clients send them, and RabbitMQ accepts them. Never a frame start.
                 let nuls = buf.iter().take_while(|&&b| b == 0).count();
-                buf.advance(nuls);
+                if nuls > 0 {
+                    buf.advance(nuls);
+                    return Ok(Some(Item::Heartbeat));
+                }
                 match buf.first() {
                     None => return Ok(None),
                     Some(b'\n') => {

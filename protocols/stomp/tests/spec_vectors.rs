@@ -742,9 +742,10 @@ fn nul_octets_between_frames_are_dropped() {
         assert_eq!(fs[1].command, Command::Send);
         assert_eq!(&fs[1].body[..], b"hello\n");
     }
-    // A NUL inside a frame still ends it; a NUL-only buffer yields nothing and is consumed.
+    // A run of NULs is padding, reported like an EOL.
     let mut dec = Decoder::new(Version::V1_2);
     let mut buf = BytesMut::from(&b"\0\0\0"[..]);
-    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    assert_eq!(dec.decode(&mut buf).unwrap(), Some(Item::Heartbeat));
     assert!(buf.is_empty());
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
 }
