@@ -154,12 +154,12 @@ async fn the_server_sends_heart_beats_when_asked() {
     let b = TestBroker::start();
     let (mut c, _) =
         StompClient::connect_with(b.stomp, Some("1.2"), &[("heart-beat", "0,1000")]).await;
-    // Nothing else is happening: what arrives is heart-beats, about one a second.
+    // Nothing else is happening: what arrives is heart-beats, one every 0.8-1 s (not a stream).
     let started = Instant::now();
     for _ in 0..2 {
         assert_eq!(c.recv_item().await, Some(Item::Heartbeat));
     }
-    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     // 1.0 has no heart-beats: the header is ignored.
     let (mut old, connected) =
         StompClient::connect_with(b.stomp, None, &[("heart-beat", "0,1000")]).await;
