@@ -39,6 +39,28 @@ async fn queue_destinations_share_messages_between_subscribers() {
 }
 
 #[tokio::test]
+async fn auto_ack_subscribers_of_one_queue_take_turns() {
+    let b = TestBroker::start();
+    let mut a = StompClient::connect(b.stomp).await;
+    let mut c = StompClient::connect(b.stomp).await;
+    a.subscribe("a", "/queue/turns", "auto", &[]).await;
+    c.subscribe("c", "/queue/turns", "auto", &[]).await;
+    let mut p = StompClient::connect(b.stomp).await;
+    for i in 0..4 {
+        p.publish("/queue/turns", format!("{i}").as_bytes(), &[])
+            .await;
+    }
+    // Round robin, one message at a time: two each.
+    for s in [&mut a, &mut c] {
+        s.message().await;
+        s.message().await;
+        s.send_with_receipt(Frame::new(Command::Begin).with_header("transaction", "probe"))
+            .await;
+        s.assert_quiet(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn topic_subscriptions_each_get_every_message_and_wildcards_work() {
     let b = TestBroker::start();
     let mut a = StompClient::connect(b.stomp).await;

@@ -32,8 +32,10 @@ async fn malformed_frames_get_an_error_then_close_and_the_broker_keeps_serving()
             ("JUNCTION_STOMP_MAX_FRAME", "65536"),
         ],
     );
-    refused(&b, b"NOPE\n\n\0", "unknown command").await;
-    refused(&b, b"send\ndestination:/queue/a\n\n\0", "unknown command").await;
+    let err = refused(&b, b"NOPE\n\n\0", "Bad command").await;
+    assert_eq!(text(&err), "Could not interpret command \"NOPE\"\n");
+    assert_eq!(err.header("version"), Some("1.0,1.1,1.2"));
+    refused(&b, b"send\ndestination:/queue/a\n\n\0", "Bad command").await;
     refused(&b, b"SEND\nno-colon-here\n\n\0", "malformed header line").await;
     refused(
         &b,
@@ -152,12 +154,12 @@ async fn the_server_sends_heart_beats_when_asked() {
     let b = TestBroker::start();
     let (mut c, _) =
         StompClient::connect_with(b.stomp, Some("1.2"), &[("heart-beat", "0,1000")]).await;
-    // Nothing else is happening: what arrives is heart-beats, about one a second.
+    // Nothing else is happening: what arrives is heart-beats, one every 0.8-1 s (not a stream).
     let started = Instant::now();
     for _ in 0..2 {
         assert_eq!(c.recv_item().await, Some(Item::Heartbeat));
     }
-    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     // 1.0 has no heart-beats: the header is ignored.
     let (mut old, connected) =
         StompClient::connect_with(b.stomp, None, &[("heart-beat", "0,1000")]).await;

@@ -948,6 +948,9 @@ impl Actor {
             loop {
                 let start = g.rr;
                 let mut progressed = false;
+                // The member after the last one served: the next pass (and the next dispatch)
+                // starts there, so competing consumers take turns even one message at a time.
+                let mut next = start;
                 for k in 0..n {
                     let Some(&id) = g.members.get((start + k) % n) else {
                         continue;
@@ -995,14 +998,15 @@ impl Actor {
                         // A closed session's consumer is removed by its close, which requeues.
                         let _ = c.sink.send(SessionEvent::Delivery(Box::new(d)));
                         progressed = true;
+                        next = start.wrapping_add(k + 1);
                         self.dirty = true;
                         break;
                     }
                 }
-                g.rr = g.rr.wrapping_add(1);
                 if !progressed {
                     break;
                 }
+                g.rr = next;
             }
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use junction_stomp::{
     encode, encode_heartbeat, format_versions, negotiate, negotiate_heartbeat, parse_heartbeat,
-    Command, Decoder, Frame, Item, Version,
+    Command, DecodeError, Decoder, Frame, Item, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -54,6 +54,8 @@ pub(super) struct Connection<S> {
     pub(super) sub_tags: HashMap<String, Arc<str>>,
     /// Unsettled delivery id -> the consumer tag it came to.
     pub(super) owner: HashMap<u64, Arc<str>>,
+    /// Auto-ack deliveries whose MESSAGE is in the write buffer, acked once it is written.
+    pub(super) written: Vec<u64>,
     /// `/temp-queue/<name>` -> (generated queue, subscribed).
     pub(super) temp: HashMap<String, (String, bool)>,
     /// `/queue/` queues known to exist (declared once per connection).
@@ -108,6 +110,7 @@ pub async fn serve<S>(
         subs: HashMap::new(),
         sub_tags: HashMap::new(),
         owner: HashMap::new(),
+        written: Vec::new(),
         temp: HashMap::new(),
         known_queues: HashSet::new(),
         tx: Transactions::default(),
@@ -164,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             Ok(Ok(None)) => return None,
             Ok(Err(e)) => {
                 tracing::info!(peer = %peer, error = %e, "bad frame before CONNECT: closing");
-                self.fail(e.to_error_frame()).await;
+                self.fail(decode_error_frame(&e)).await;
                 return None;
             }
             Err(_) => {
@@ -379,6 +382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.wbuf.clear();
                 last_write = Instant::now();
             }
+            self.settle_written();
             if matches!(flow, Flow::Close) || (self.disconnecting && self.receipts.is_empty()) {
                 return;
             }
@@ -401,7 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(None) => return Flow::Continue,
                 Err(e) => {
                     tracing::info!(error = %e, "malformed frame: closing the connection");
-                    self.push(&e.to_error_frame());
+                    self.push(&decode_error_frame(&e));
                     return Flow::Close;
                 }
             }
@@ -656,6 +660,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Err(e) = encode(&clean, self.version, &mut self.wbuf) {
             tracing::warn!(error = %e, "could not encode a frame");
         }
+    }
+}
+
+/// The ERROR frame for undecodable input: the codec's, except for an unknown command, which
+/// gets RabbitMQ's `Bad command` and the supported versions.
+fn decode_error_frame(e: &DecodeError) -> Frame {
+    match e {
+        DecodeError::UnknownCommand(c) => Frame::error("Bad command")
+            .with_header("content-type", "text/plain")
+            .with_header("version", format_versions(&Version::ALL))
+            .with_body(format!(
+                "Could not interpret command {:?}\n",
+                c.trim_end_matches(['\r', '\n'])
+            )),
+        other => other.to_error_frame(),
     }
 }
 

@@ -3,7 +3,9 @@
 //! Each subscription is one core consumer on the queue its destination names (see
 //! [`destination`](super::destination)). Ack modes:
 //!
-//! - `auto`: the core counts a delivery acked when it is handed out.
+//! - `auto`: a delivery is acked once its MESSAGE is written to the socket (so the consumer's
+//!   window, `prefetch-count` or the core's default, keeps a slow reader from piling its queue
+//!   up in memory); if the connection drops first, it is redelivered.
 //! - `client`: an ACK (or NACK) settles the named message and every earlier unsettled message
 //!   of the same subscription (cumulative).
 //! - `client-individual`: an ACK or NACK settles exactly the named message.
@@ -31,7 +33,7 @@ use super::connection::{queue_args, Connection};
 use super::destination::{self, Destination};
 use super::mapping::properties_out;
 use super::StompError;
-use crate::core::{BindingDecl, ConsumeSpec, Delivery, QueueDecl, Settle, StartFrom};
+use crate::core::{BindingDecl, ConsumeSpec, CoreError, Delivery, QueueDecl, Settle, StartFrom};
 
 /// How a subscription's messages are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +172,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 queue: queue.clone(),
                 group,
                 prefetch,
-                no_ack: ack == AckMode::Auto,
+                // Auto-ack deliveries are settled once written to the socket (see
+                // `settle_written`), so a slow reader holds back its queue instead of
+                // buffering it in the broker.
+                no_ack: false,
                 start,
                 exclusive_partitions: false,
                 tag: tag.to_string(),
@@ -248,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 queue: queue.to_string(),
                 group: String::new(),
                 prefetch: 0,
-                no_ack: true,
+                no_ack: false,
                 start: StartFrom::Committed,
                 exclusive_partitions: false,
                 tag: tag.to_string(),
@@ -283,13 +288,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             )
         })?;
         let sub = self.subs.remove(&tag);
+        // Auto-acked MESSAGEs already queued for the socket count as delivered.
+        self.settle_written();
         // The subscription's unacked messages go back to the queue at once.
         let _ = self.session.close_consumer(&tag);
         self.owner.retain(|_, t| *t != tag);
         if let Some(sub) = sub {
             let end_durable = sub.durable && (is_true(f, "durable") || is_true(f, "persistent"));
             if sub.private || end_durable {
-                self.session.delete_queue(&sub.queue, false, false).await?;
+                // A private queue is auto-delete: it may already be gone with its consumer.
+                match self.session.delete_queue(&sub.queue, false, false).await {
+                    Ok(_) | Err(CoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(())
@@ -349,6 +360,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// Acks the auto-ack deliveries whose MESSAGE frames were written (or are about to be).
+    pub(super) fn settle_written(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.written);
+        if self.session.settle_many(&ids, Settle::Ack).is_err() {
+            // One of them is gone (its consumer was cancelled): settle the rest one by one.
+            for id in ids {
+                let _ = self.session.settle(id, Settle::Ack);
+            }
+        }
+    }
+
     /// A delivery from the core becomes a MESSAGE frame.
     pub(super) fn deliver(&mut self, d: Delivery) {
         let Some(sub) = self.subs.get_mut(&*d.consumer) else {
@@ -363,7 +388,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .with_header("subscription", sub.id.as_str())
             .with_header("destination", destination)
             .with_header("message-id", id.as_str());
-        if sub.ack != AckMode::Auto {
+        if sub.ack == AckMode::Auto {
+            self.written.push(d.id);
+        } else {
             if self.version == Version::V1_2 {
                 f.push_header("ack", id.as_str());
             }

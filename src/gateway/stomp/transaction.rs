@@ -13,6 +13,8 @@ use junction_stomp::Frame;
 pub const MAX_OPEN: usize = 64;
 /// Most frames buffered in one transaction.
 pub const MAX_FRAMES: usize = 100_000;
+/// Most body bytes buffered in all open transactions of a connection (256 MiB).
+pub const MAX_BYTES: usize = 256 << 20;
 
 /// Why a transaction frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum TxError {
 #[derive(Debug, Default)]
 pub struct Transactions {
     open: HashMap<String, Vec<Frame>>,
+    /// Body bytes held in `open`.
+    bytes: usize,
 }
 
 impl Transactions {
@@ -62,6 +66,10 @@ impl Transactions {
         if frames.len() >= MAX_FRAMES {
             return Err(TxError::Limit("too many frames in one transaction"));
         }
+        if self.bytes.saturating_add(frame.body.len()) > MAX_BYTES {
+            return Err(TxError::Limit("too many bytes held in transactions"));
+        }
+        self.bytes += frame.body.len();
         frames.push(frame);
         Ok(())
     }
@@ -71,9 +79,13 @@ impl Transactions {
     /// # Errors
     /// [`TxError::NotOpen`].
     pub fn commit(&mut self, name: &str) -> Result<Vec<Frame>, TxError> {
-        self.open
+        let frames = self
+            .open
             .remove(name)
-            .ok_or_else(|| TxError::NotOpen(name.to_string()))
+            .ok_or_else(|| TxError::NotOpen(name.to_string()))?;
+        let held: usize = frames.iter().map(|f| f.body.len()).sum();
+        self.bytes = self.bytes.saturating_sub(held);
+        Ok(frames)
     }
 
     /// `ABORT`: drops the held frames.
@@ -105,5 +117,21 @@ mod tests {
         t.begin("c").unwrap();
         t.abort("c").unwrap();
         assert_eq!(t.abort("c"), Err(TxError::NotOpen("c".into())));
+    }
+
+    #[test]
+    fn held_bytes_are_bounded_and_released() {
+        let mut t = Transactions::default();
+        t.begin("a").unwrap();
+        let big = Frame::send("/queue/x", vec![0u8; MAX_BYTES / 2]);
+        t.hold("a", big.clone()).unwrap();
+        t.hold("a", big.clone()).unwrap();
+        assert!(matches!(
+            t.hold("a", Frame::send("/queue/x", "1")),
+            Err(TxError::Limit(_))
+        ));
+        t.abort("a").unwrap();
+        t.begin("b").unwrap();
+        t.hold("b", big).unwrap();
     }
 }
