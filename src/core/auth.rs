@@ -8,7 +8,9 @@
 //! names: `configure` (declare/delete), `write` (publish to an exchange, bind a queue), `read`
 //! (consume from a queue, bind from an exchange). An empty pattern matches nothing.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use regex::Regex;
@@ -91,19 +93,49 @@ pub enum Access {
     Read,
 }
 
-/// Compiled permissions of one user on one vhost.
+/// Compiled permissions of one user on one vhost. Cheap to build and to clone: every session
+/// has one, and a pattern is compiled once per process (a compiled regular expression costs
+/// tens of KiB, which per connection would dominate an idle connection's memory).
 #[derive(Debug, Clone)]
 pub struct Grants {
-    configure: Option<Regex>,
-    write: Option<Regex>,
-    read: Option<Regex>,
+    configure: Rule,
+    write: Rule,
+    read: Rule,
 }
 
-fn compile(p: &str) -> Option<Regex> {
-    if p.is_empty() {
-        return None;
+#[derive(Debug, Clone)]
+enum Rule {
+    /// The empty pattern: nothing.
+    Nothing,
+    /// `.*`: everything, without running a regular expression.
+    Everything,
+    /// Anything else, anchored, shared by every session with the same pattern.
+    Pattern(Arc<Regex>),
+}
+
+fn compile(p: &str) -> Rule {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
+    match p {
+        "" => return Rule::Nothing,
+        ".*" => return Rule::Everything,
+        _ => {}
     }
-    Regex::new(&format!("^(?:{p})$")).ok()
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = cache.get(p) {
+        return Rule::Pattern(Arc::clone(re));
+    }
+    match Regex::new(&format!("^(?:{p})$")) {
+        Ok(re) => {
+            let re = Arc::new(re);
+            cache.insert(p.to_string(), Arc::clone(&re));
+            Rule::Pattern(re)
+        }
+        // An invalid pattern grants nothing.
+        Err(_) => Rule::Nothing,
+    }
 }
 
 impl Grants {
@@ -118,12 +150,16 @@ impl Grants {
 
     /// Whether `access` to the resource `name` is allowed.
     pub fn allows(&self, access: Access, name: &str) -> bool {
-        let re = match access {
+        let rule = match access {
             Access::Configure => &self.configure,
             Access::Write => &self.write,
             Access::Read => &self.read,
         };
-        re.as_ref().is_some_and(|r| r.is_match(name))
+        match rule {
+            Rule::Nothing => false,
+            Rule::Everything => true,
+            Rule::Pattern(re) => re.is_match(name),
+        }
     }
 }
 

@@ -205,7 +205,9 @@ pub async fn serve<S>(
         }
     };
     io.version = connect.version;
-    let Some((conn, claim)) = open(io, peer, broker, settings, connect).await else {
+    // Boxed: the connection's task keeps only the state of the step it is in, not the largest
+    // of them (that would be paid by every idle connection).
+    let Some((conn, claim)) = Box::pin(open(io, peer, broker, settings, connect)).await else {
         return;
     };
     conn.run(stop, claim).await;
@@ -494,7 +496,9 @@ where
                     }),
                     Ok(_) => {
                         deadline = Instant::now() + ka;
-                        self.input().await
+                        // Boxed once per read (not per packet): packet handling's futures are
+                        // large, and an idle connection should not carry their space.
+                        Box::pin(self.input()).await
                     }
                 },
                 ev = self.session.next_event() => match ev {
@@ -518,7 +522,7 @@ where
                 break c;
             }
         };
-        self.finish(close, claim).await;
+        Box::pin(self.finish(close, claim)).await;
     }
 
     /// Handles every complete packet in the read buffer.
@@ -557,8 +561,9 @@ where
                 self.acked(r.packet_id, QoS::ExactlyOnce);
                 Ok(())
             }
-            Packet::Subscribe(s) => self.subscribe(s).await,
-            Packet::Unsubscribe(u) => self.unsubscribe(u).await,
+            // Boxed (here and below): rare, with deep futures an idle connection should not carry.
+            Packet::Subscribe(s) => Box::pin(self.subscribe(s)).await,
+            Packet::Unsubscribe(u) => Box::pin(self.unsubscribe(u)).await,
             Packet::PingReq => {
                 self.io.send(&Packet::PingResp);
                 Ok(())
@@ -690,14 +695,14 @@ where
                 Err(CoreError::Blocked(_)) => {
                     // Resource alarm: hold this publish (and, by not reading, the client)
                     // until it clears.
-                    if self.io.flush().await.is_err() {
+                    if Box::pin(self.io.flush()).await.is_err() {
                         return Err(Close {
                             reason: None,
                             will: true,
                             why: "connection lost".into(),
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Box::pin(tokio::time::sleep(Duration::from_millis(50))).await;
                 }
                 r => break r,
             }
