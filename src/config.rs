@@ -23,6 +23,10 @@ pub struct Config {
     pub native: ListenerSection,
     /// The AMQP 0-9-1 listener.
     pub amqp: AmqpSection,
+    /// The MQTT 3.1.1 / 5.0 listener.
+    pub mqtt: MqttSection,
+    /// The STOMP listeners (TCP and WebSocket).
+    pub stomp: StompSection,
     /// The HTTP admin API and metrics listener.
     pub http: HttpSection,
     /// The user created on first start (full permissions on `/`, loopback only).
@@ -95,6 +99,94 @@ impl Default for AmqpSection {
     }
 }
 
+/// `[mqtt]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    /// Whether it is started.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Clients without a user name connect as the default user (else they are refused).
+    pub allow_anonymous: bool,
+    /// Virtual host of clients that do not name one (`vhost:user` user names do).
+    pub vhost: String,
+    /// Exchange MQTT topics live in.
+    pub exchange: String,
+    /// Largest packet accepted, bytes.
+    pub max_packet_size: u32,
+    /// Unacknowledged QoS 1/2 publishes allowed per client, and the window towards clients.
+    pub receive_maximum: u16,
+    /// Topic aliases a 5.0 client may use.
+    pub topic_alias_maximum: u16,
+    /// Longest keep alive accepted, seconds (0 = any).
+    pub max_keep_alive: u16,
+    /// Longest session expiry interval granted, seconds (also the lifetime of a 3.1.1
+    /// persistent session).
+    pub max_session_expiry: u32,
+    /// Whether the WebSocket listener (MQTT over WebSocket, subprotocol `mqtt`) is started.
+    pub ws_enabled: bool,
+    /// WebSocket address to listen on.
+    pub ws_listen: SocketAddr,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_anonymous: true,
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            max_packet_size: 16 << 20,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: 0,
+            max_session_expiry: u32::MAX,
+            ws_enabled: true,
+            ws_listen: SocketAddr::from(([127, 0, 0, 1], 15675)),
+        }
+    }
+}
+
+/// `[stomp]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StompSection {
+    /// Whether the TCP listener is started.
+    pub enabled: bool,
+    /// TCP address to listen on.
+    pub listen: SocketAddr,
+    /// Whether the WebSocket listener (STOMP over WebSocket, paths `/ws` and `/`) is started.
+    pub ws_enabled: bool,
+    /// WebSocket address to listen on.
+    pub ws_listen: SocketAddr,
+    /// Largest frame accepted from a client (headers and body), bytes.
+    pub max_frame: usize,
+    /// Most headers in one frame.
+    pub max_headers: usize,
+    /// Longest header line, bytes.
+    pub max_header_length: usize,
+    /// Heart-beat interval offered both ways, ms: the server sends and expects heart-beats no
+    /// more often than this (the client's slower value wins). 0 = no heart-beats.
+    pub heartbeat_ms: u32,
+}
+
+impl Default for StompSection {
+    fn default() -> Self {
+        StompSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 61613)),
+            ws_enabled: true,
+            ws_listen: SocketAddr::from(([127, 0, 0, 1], 15674)),
+            max_frame: 17 << 20,
+            max_headers: 1000,
+            max_header_length: 8192,
+            heartbeat_ms: 1000,
+        }
+    }
+}
+
 /// `[http]`: the admin API, `/metrics` and the OpenAPI document.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +236,8 @@ impl Default for Config {
             store: StoreSection::default(),
             native: ListenerSection::default(),
             amqp: AmqpSection::default(),
+            mqtt: MqttSection::default(),
+            stomp: StompSection::default(),
             http: HttpSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
@@ -264,7 +358,16 @@ impl Config {
                 .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
                 .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
                 .unwrap_or_else(|_| toml::Value::String(value.clone()));
-            let sections = ["store", "native", "amqp", "http", "default_user", "limits"];
+            let sections = [
+                "store",
+                "native",
+                "amqp",
+                "mqtt",
+                "stomp",
+                "http",
+                "default_user",
+                "limits",
+            ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
                 Some(s) => {

@@ -113,6 +113,202 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         ));
     }
 
+    if cfg.mqtt.enabled {
+        let listener = TcpListener::bind(cfg.mqtt.listen)
+            .await
+            .with_context(|| format!("binding the mqtt listener on {}", cfg.mqtt.listen))?;
+        let addr = listener.local_addr()?;
+        bound.push(("mqtt", addr));
+        let m = &cfg.mqtt;
+        let settings = gateway::mqtt::Settings {
+            vhost: m.vhost.clone(),
+            exchange: m.exchange.clone(),
+            anonymous: m.allow_anonymous.then(|| {
+                (
+                    cfg.default_user.name.clone(),
+                    cfg.default_user.password.clone(),
+                )
+            }),
+            max_packet_size: m.max_packet_size,
+            receive_maximum: m.receive_maximum.max(1),
+            topic_alias_maximum: m.topic_alias_maximum,
+            max_keep_alive: m.max_keep_alive,
+            max_session_expiry: m.max_session_expiry,
+            ..Default::default()
+        };
+        {
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            let settings = settings.clone();
+            tracker.spawn(accept_loop(
+                listener,
+                "mqtt",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let _ = stream.set_nodelay(true);
+                    gateway::mqtt::serve(
+                        stream,
+                        peer,
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                    )
+                },
+            ));
+        }
+        if m.ws_enabled {
+            let listener = TcpListener::bind(m.ws_listen)
+                .await
+                .with_context(|| format!("binding the mqtt-ws listener on {}", m.ws_listen))?;
+            bound.push(("mqtt-ws", listener.local_addr()?));
+            let upgrade = gateway::ws::Upgrade {
+                paths: vec!["/mqtt".into(), "/ws".into(), "/".into()],
+                subprotocols: vec!["mqtt".into(), "mqttv3.1".into()],
+                max_message: usize::try_from(m.max_packet_size)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(8),
+                timeout: settings.connect_timeout,
+                outgoing: gateway::ws::Outgoing::Binary,
+            };
+            // One registry for both listeners: a client id is one session whichever way the
+            // client comes in.
+            let settings = gateway::mqtt::Settings {
+                protocol: "mqtt-ws",
+                ..settings
+            };
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            tracker.spawn(accept_loop(
+                listener,
+                "mqtt-ws",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let (broker, stop, settings, upgrade) = (
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                        upgrade.clone(),
+                    );
+                    async move {
+                        let _ = stream.set_nodelay(true);
+                        match gateway::ws::accept(stream, &upgrade).await {
+                            Ok(ws) => gateway::mqtt::serve(ws, peer, broker, stop, settings).await,
+                            Err(e) => {
+                                tracing::info!(protocol = "mqtt-ws", peer = %peer, error = %e, "WebSocket upgrade failed")
+                            }
+                        }
+                    }
+                },
+            ));
+        }
+    }
+
+    if cfg.stomp.enabled || cfg.stomp.ws_enabled {
+        let settings = gateway::stomp::Settings {
+            max_frame: cfg.stomp.max_frame,
+            max_headers: cfg.stomp.max_headers,
+            max_header_length: cfg.stomp.max_header_length,
+            heartbeat_ms: cfg.stomp.heartbeat_ms,
+            default_login: Some((
+                cfg.default_user.name.clone(),
+                cfg.default_user.password.clone(),
+            )),
+            ..Default::default()
+        };
+        if cfg.stomp.enabled {
+            let listener = TcpListener::bind(cfg.stomp.listen)
+                .await
+                .with_context(|| format!("binding the stomp listener on {}", cfg.stomp.listen))?;
+            bound.push(("stomp", listener.local_addr()?));
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            let settings = settings.clone();
+            tracker.spawn(accept_loop(
+                listener,
+                "stomp",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let _ = stream.set_nodelay(true);
+                    gateway::stomp::serve(
+                        stream,
+                        peer,
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                    )
+                },
+            ));
+        }
+        if cfg.stomp.ws_enabled {
+            let listener = TcpListener::bind(cfg.stomp.ws_listen)
+                .await
+                .with_context(|| {
+                    format!("binding the stomp-ws listener on {}", cfg.stomp.ws_listen)
+                })?;
+            bound.push(("stomp-ws", listener.local_addr()?));
+            let upgrade = gateway::ws::Upgrade {
+                paths: vec!["/ws".into(), "/".into()],
+                subprotocols: vec!["v12.stomp".into(), "v11.stomp".into(), "v10.stomp".into()],
+                // A STOMP frame may span WebSocket messages, but no message may be bigger
+                // than a frame (plus its header section).
+                max_message: cfg.stomp.max_frame.saturating_add(1 << 20),
+                timeout: settings.handshake_timeout,
+                outgoing: gateway::ws::Outgoing::TextWhenUtf8,
+            };
+            let settings = gateway::stomp::Settings {
+                protocol: "stomp-ws",
+                ..settings
+            };
+            let (broker, stop2, tracker2, slots) = (
+                broker.clone(),
+                stop.clone(),
+                tracker.clone(),
+                Arc::clone(&slots),
+            );
+            tracker.spawn(accept_loop(
+                listener,
+                "stomp-ws",
+                slots,
+                stop2.clone(),
+                tracker2,
+                move |stream, peer| {
+                    let (broker, stop, settings, upgrade) = (
+                        broker.clone(),
+                        stop2.clone(),
+                        settings.clone(),
+                        upgrade.clone(),
+                    );
+                    async move {
+                        match gateway::ws::accept(stream, &upgrade).await {
+                            Ok(ws) => gateway::stomp::serve(ws, peer, broker, stop, settings).await,
+                            Err(e) => {
+                                tracing::info!(protocol = "stomp-ws", peer = %peer, error = %e, "WebSocket upgrade failed")
+                            }
+                        }
+                    }
+                },
+            ));
+        }
+    }
+
     let http = if cfg.http.enabled {
         let listener = TcpListener::bind(cfg.http.listen)
             .await
@@ -144,6 +340,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tracing::info!(protocol = p, address = %a, "listening");
         println!("junction: {p} listening on {a}");
     }
+    println!("junction: ready");
 
     shutdown.await;
     tracing::info!("shutting down: closing connections");

@@ -175,7 +175,10 @@ fn authentication_and_users_vhosts_permissions() {
         .iter()
         .map(|l| l["protocol"].as_str().unwrap())
         .collect();
-    assert_eq!(protocols, ["native", "amqp", "http"]);
+    assert_eq!(
+        protocols,
+        ["native", "amqp", "mqtt", "mqtt-ws", "stomp", "stomp-ws", "http"]
+    );
     assert_eq!(o["alarms"]["memory"], false);
     assert_eq!(o["alarms"]["disk"], false);
 
@@ -1098,4 +1101,52 @@ async fn consumer_groups_offsets_reset_and_delete() {
         .collect();
     assert_eq!(names, [""]);
     client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_and_stomp_connections_are_listed_and_closed_with_their_protocols_close() {
+    use common::mqtt::{connect_packet, Raw};
+    use junction_mqtt::{Packet, ProtocolVersion, ReasonCode};
+    let b = TestBroker::start();
+    let api = Api::new(&b, "guest", "guest");
+    let (mut mqtt, _) = Raw::connect(
+        b.mqtt,
+        connect_packet(ProtocolVersion::V5, "sensor-9", true),
+    )
+    .await;
+    let mut stomp = common::stomp::StompClient::connect(b.stomp).await;
+    let conns = eventually("two connections", || {
+        let c = api.get("/api/connections").expect(200);
+        (c.as_array()?.len() == 2).then_some(c)
+    });
+    let find = |protocol: &str| {
+        conns
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["protocol"] == protocol)
+            .unwrap_or_else(|| panic!("no {protocol} connection in {conns}"))
+            .clone()
+    };
+    let m = find("mqtt");
+    assert_eq!(m["client_id"], "sensor-9");
+    assert_eq!(m["user"], "guest");
+    let s = find("stomp");
+
+    // MQTT 5: DISCONNECT with 0x98 Administrative action.
+    api.delete(&format!("/api/connections/{}", m["id"]))
+        .expect(204);
+    match mqtt.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::ADMINISTRATIVE_ACTION),
+        other => panic!("expected DISCONNECT 0x98, got {other:?}"),
+    }
+    // STOMP: an ERROR frame, then the close.
+    api.delete(&format!("/api/connections/{}", s["id"]))
+        .expect(204);
+    let e = stomp.expect_error_and_close().await;
+    assert_eq!(e.header("message"), Some("connection_forced"));
+    eventually("no connections", || {
+        let c = api.get("/api/connections").expect(200);
+        c.as_array()?.is_empty().then_some(())
+    });
 }

@@ -6,6 +6,7 @@
 //! junction-bench native --size 100 --rate 10000 --duration 20        # latency at a fixed rate
 //! junction-bench amqp --addr 127.0.0.1:5672 --size 100 --duration 15 --batch 64 --window 1024
 //! junction-bench amqp --transient --no-confirm --size 1024 --producers 4 --consumers 4
+//! junction-bench stomp --addr 127.0.0.1:61613 --size 100 --duration 10 --ack client-individual
 //! ```
 //!
 //! Every body starts with the producer id, a sequence number and the send time (µs since the
@@ -15,6 +16,7 @@
 mod amqp;
 mod measure;
 mod native;
+mod stomp;
 
 use std::time::Duration;
 
@@ -42,6 +44,8 @@ enum Protocol {
     Native(native::NativeArgs),
     /// AMQP 0-9-1 through lapin (Junction, RabbitMQ, any 0-9-1 broker).
     Amqp(amqp::AmqpArgs),
+    /// STOMP 1.2 (Junction, RabbitMQ's STOMP plugin, any broker with RabbitMQ's destinations).
+    Stomp(stomp::StompArgs),
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let w = match &p {
         Protocol::Native(a) => a.workload(),
         Protocol::Amqp(a) => a.workload(),
+        Protocol::Stomp(a) => a.workload(),
     };
     if w.size < 24 {
         bail!("--size must be at least 24 (producer id, sequence and timestamp)");
@@ -59,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         match p {
             Protocol::Native(a) => native::run(a).await,
             Protocol::Amqp(a) => amqp::run(a).await,
+            Protocol::Stomp(a) => stomp::run(a).await,
         }
     };
     match tokio::time::timeout(Duration::from_secs(secs), run).await {

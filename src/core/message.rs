@@ -79,9 +79,34 @@ pub struct Properties {
     /// property), re-sent unchanged to AMQP consumers. `None` for messages from other protocols.
     #[serde(default)]
     pub amqp_header: Option<Bytes>,
+    /// Published with the retain flag (MQTT RETAIN; the header `x-retain: true` from AMQP,
+    /// STOMP and native publishers): the message is also kept as the retained message of its
+    /// exchange and routing key.
+    #[serde(default)]
+    pub retain: bool,
+    /// The client id of the publishing connection, for MQTT's No Local subscription option.
+    /// `None` when the publisher's protocol has no client ids.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
+/// The header by which publishers of protocols without a retain flag ask for one.
+pub const RETAIN_HEADER: &str = "x-retain";
+
 impl Properties {
+    /// Whether `headers` carry `x-retain: true` (as a boolean or as text).
+    pub fn retain_requested(headers: &[(String, Value)]) -> bool {
+        headers.iter().any(|(k, v)| {
+            k == RETAIN_HEADER
+                && match v {
+                    Value::Bool(b) => *b,
+                    Value::Str(s) => s.eq_ignore_ascii_case("true"),
+                    Value::Bytes(b) => b.eq_ignore_ascii_case(b"true"),
+                    _ => false,
+                }
+        })
+    }
+
     /// First header named `name`.
     pub fn header(&self, name: &str) -> Option<&Value> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
@@ -107,6 +132,9 @@ impl Message {
     }
 }
 
+/// Fields appended to `Properties` since the first record format.
+const TRAILING_FIELDS: usize = 3;
+
 /// What the core keeps in the record's properties blob: routing facts plus the properties.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredMeta {
@@ -123,11 +151,15 @@ impl StoredMeta {
 
     pub(crate) fn decode(b: &[u8]) -> Option<StoredMeta> {
         postcard::from_bytes(b).ok().or_else(|| {
-            // Records written before `Properties::amqp_header` existed end one field early:
-            // read them with that last field absent (postcard's `None` is one zero byte).
+            // Records written before the last fields of `Properties` existed (`amqp_header`,
+            // `retain`, `origin`) end early: read them with those fields absent. Every one of
+            // them is an `Option` or a `bool`, whose absent value postcard writes as one zero
+            // byte.
             let mut old = b.to_vec();
-            old.push(0);
-            postcard::from_bytes(&old).ok()
+            (0..TRAILING_FIELDS).find_map(|_| {
+                old.push(0);
+                postcard::from_bytes(&old).ok()
+            })
         })
     }
 }
@@ -142,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_without_the_amqp_header_field_still_decode() {
+    fn records_without_the_later_fields_still_decode() {
         let meta = StoredMeta {
             exchange: "x".into(),
             routing_key: "k".into(),
@@ -152,9 +184,26 @@ mod tests {
             },
         };
         let mut b = meta.encode();
-        assert_eq!(b.pop(), Some(0), "a None amqp_header is the last byte");
-        let back = StoredMeta::decode(&b).expect("decodes");
-        assert_eq!(back.properties, meta.properties);
+        // Records of every earlier format: without `origin`, then `retain`, then `amqp_header`.
+        for _ in 0..TRAILING_FIELDS {
+            assert_eq!(
+                b.pop(),
+                Some(0),
+                "an absent trailing field is one zero byte"
+            );
+            let back = StoredMeta::decode(&b).expect("decodes");
+            assert_eq!(back.properties, meta.properties);
+        }
+        let retained = StoredMeta {
+            properties: Properties {
+                retain: true,
+                origin: Some("sensor-1".into()),
+                ..meta.properties.clone()
+            },
+            ..meta.clone()
+        };
+        let back = StoredMeta::decode(&retained.encode()).expect("decodes");
+        assert_eq!(back.properties, retained.properties);
         let with = StoredMeta {
             properties: Properties {
                 amqp_header: Some(Bytes::from_static(b"raw")),

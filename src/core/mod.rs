@@ -18,6 +18,7 @@ pub mod meta;
 pub mod metrics;
 mod queue;
 mod registry;
+mod retained;
 mod session;
 pub mod topic;
 mod vhost;
@@ -36,8 +37,11 @@ pub use auth::{Access, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
-pub use queue::{ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom};
+pub use queue::{
+    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX,
+};
 pub use registry::{CloseSignal, ConnectionInfo};
+pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
     ReadResult, Routed, Session, SessionEvent, StoredMessage,
@@ -93,6 +97,8 @@ pub struct BrokerInner {
     /// Set while anonymous memory is above the high watermark.
     memory_alarm: std::sync::atomic::AtomicBool,
     stop: tokio_util::sync::CancellationToken,
+    /// Retained messages by vhost, exchange and routing key.
+    pub(crate) retained: Arc<retained::Retained>,
     connections: Arc<registry::Connections>,
 }
 
@@ -112,7 +118,7 @@ fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -179,8 +185,13 @@ impl Broker {
             me: me.clone(),
             memory_alarm: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
+            retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
         });
+        inner.tasks.spawn(retained::saver(
+            Arc::clone(&inner.retained),
+            inner.stop.clone(),
+        ));
         for v in &meta.vhosts {
             wlock(&inner.vhosts).insert(v.clone(), Arc::new(RwLock::new(VHostState::new(v))));
         }
@@ -374,6 +385,12 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether a virtual host exists (for protocols whose vhost header is only a hint, such as
+    /// STOMP's `host`).
+    pub fn has_vhost(&self, name: &str) -> bool {
+        lock(&self.inner.meta).vhosts.iter().any(|v| v == name)
+    }
+
     /// Why publishing is blocked right now (memory or disk alarm), if it is.
     pub fn publishing_blocked(&self) -> Option<&'static str> {
         self.inner.blocked_reason()
@@ -537,6 +554,7 @@ impl BrokerInner {
                 .retain(|b| !(b.dest_is_exchange && b.destination == name));
         }
         drop(st);
+        self.retained.forget(vhost, Some(name));
         self.save_meta(|m| {
             m.exchanges
                 .retain(|x| !(x.vhost == vhost && x.name == name));
@@ -659,6 +677,50 @@ impl BrokerInner {
             })?;
         }
         Ok(())
+    }
+
+    fn set_queue_expiry(&self, q: &QueueHandle, expires_ms: Option<u64>) -> CoreResult<()> {
+        let ms = expires_ms.filter(|ms| *ms > 0);
+        q.expires_ms
+            .store(ms.unwrap_or(u64::MAX), Ordering::Relaxed);
+        if !q.def.durable {
+            return Ok(());
+        }
+        self.save_meta(|m| {
+            if let Some(d) = m
+                .queues
+                .iter_mut()
+                .find(|d| d.vhost == q.def.vhost && d.name == q.def.name)
+            {
+                d.args.expires_ms = ms;
+                d.raw_args.retain(|(k, _)| k != "x-expires");
+                if let Some(ms) = ms {
+                    d.raw_args.push((
+                        "x-expires".into(),
+                        Value::I64(ms.min(i64::MAX as u64) as i64),
+                    ));
+                }
+            }
+        })
+    }
+
+    fn queue_bindings(&self, vhost: &str, queue: &str) -> Vec<BindingDecl> {
+        let Some(vh) = self.vhost(vhost) else {
+            return Vec::new();
+        };
+        let st = rlock(&vh);
+        st.exchanges
+            .values()
+            .flat_map(|x| &x.bindings)
+            .filter(|b| !b.dest_is_exchange && b.destination == queue)
+            .map(|b| BindingDecl {
+                exchange: b.source.clone(),
+                destination: b.destination.clone(),
+                destination_is_exchange: false,
+                routing_key: b.routing_key.clone(),
+                args: b.args.clone(),
+            })
+            .collect()
     }
 
     /// A client's publish on its session's vhost: internal exchanges are refused.

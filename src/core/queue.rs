@@ -47,10 +47,65 @@ pub enum StartFrom {
     Earliest,
     /// Only messages published from now on.
     Latest,
+    /// The last message stored (and everything after it).
+    Last,
     /// A queue offset (in every partition).
     Offset(u64),
     /// The first message stored at or after this time, ms since the epoch.
     Time(i64),
+}
+
+/// Consumer groups whose names start with this are ephemeral: their offsets are not saved and
+/// the group ends when its last member leaves (a replaying consumer's own group).
+pub const EPHEMERAL_GROUP_PREFIX: char = '~';
+
+fn is_ephemeral(group: &str) -> bool {
+    group.starts_with(EPHEMERAL_GROUP_PREFIX)
+}
+
+impl StartFrom {
+    /// Reads RabbitMQ's `x-stream-offset` (AMQP consume argument, STOMP header, MQTT 5 user
+    /// property): `first`, `last`, `next`, an offset, an AMQP timestamp (seconds), or an
+    /// interval back from `now_ms` such as `30s`, `10m`, `2h`, `1D`, `1W`, `1M`, `1Y`.
+    /// `None` for anything else.
+    pub fn from_stream_offset(v: &super::message::Value, now_ms: i64) -> Option<StartFrom> {
+        use super::message::Value;
+        match v {
+            Value::I64(n) if *n >= 0 => Some(StartFrom::Offset(*n as u64)),
+            Value::U64(n) => Some(StartFrom::Offset(*n)),
+            Value::Timestamp(secs) => Some(StartFrom::Time((*secs as i64).saturating_mul(1000))),
+            Value::Str(s) => Self::from_stream_offset_text(s, now_ms),
+            Value::Bytes(b) => Self::from_stream_offset_text(std::str::from_utf8(b).ok()?, now_ms),
+            _ => None,
+        }
+    }
+
+    fn from_stream_offset_text(s: &str, now_ms: i64) -> Option<StartFrom> {
+        match s {
+            "first" => return Some(StartFrom::Earliest),
+            "last" => return Some(StartFrom::Last),
+            "next" => return Some(StartFrom::Latest),
+            _ => {}
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Some(StartFrom::Offset(n));
+        }
+        let unit = s.chars().last()?;
+        let n: i64 = s.get(..s.len() - unit.len_utf8())?.parse().ok()?;
+        let secs: i64 = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'D' => 86_400,
+            'W' => 7 * 86_400,
+            'M' => 30 * 86_400,
+            'Y' => 365 * 86_400,
+            _ => return None,
+        };
+        Some(StartFrom::Time(
+            now_ms.saturating_sub(n.saturating_mul(secs).saturating_mul(1000)),
+        ))
+    }
 }
 
 /// How a delivery is settled.
@@ -173,6 +228,9 @@ pub struct QueueHandle {
     /// Ready bytes of the default group as of the actor's last pass (reject-publish by bytes).
     pub(crate) ready_bytes: AtomicU64,
     pub(crate) deleted: AtomicBool,
+    /// `x-expires` in force, ms (`u64::MAX`: never); starts as declared, changed by
+    /// [`crate::core::Session::set_queue_expiry`].
+    pub(crate) expires_ms: AtomicU64,
     /// This queue's message counters.
     pub(crate) counters: Counters,
     /// Its vhost's counters (deliveries and acks are counted in both).
@@ -522,6 +580,7 @@ impl Actor {
                         (Some(s), _) => s.committed.max(min),
                         (None, StartFrom::Committed | StartFrom::Earliest) => min,
                         (None, StartFrom::Latest) => end,
+                        (None, StartFrom::Last) => end.saturating_sub(1).max(min),
                         (None, StartFrom::Offset(o)) => o.clamp(min, end),
                         (None, StartFrom::Time(t)) => {
                             self.ctx.store.offset_for_time(key, t).max(min)
@@ -791,7 +850,17 @@ impl Actor {
             }
         }
         let group = c.group.clone();
-        self.rebalance(&group);
+        if is_ephemeral(&group)
+            && self
+                .groups
+                .get(&group)
+                .is_some_and(|g| g.members.is_empty())
+        {
+            // A replaying consumer's own group ends with it.
+            self.groups.remove(&group);
+        } else {
+            self.rebalance(&group);
+        }
         self.last_used = Instant::now();
     }
 
@@ -879,6 +948,9 @@ impl Actor {
             loop {
                 let start = g.rr;
                 let mut progressed = false;
+                // The member after the last one served: the next pass (and the next dispatch)
+                // starts there, so competing consumers take turns even one message at a time.
+                let mut next = start;
                 for k in 0..n {
                     let Some(&id) = g.members.get((start + k) % n) else {
                         continue;
@@ -926,14 +998,15 @@ impl Actor {
                         // A closed session's consumer is removed by its close, which requeues.
                         let _ = c.sink.send(SessionEvent::Delivery(Box::new(d)));
                         progressed = true;
+                        next = start.wrapping_add(k + 1);
                         self.dirty = true;
                         break;
                     }
                 }
-                g.rr = g.rr.wrapping_add(1);
                 if !progressed {
                     break;
                 }
+                g.rr = next;
             }
         }
     }
@@ -1217,13 +1290,10 @@ impl Actor {
             self.save_offsets();
         }
         let unused = self.consumers.values().all(|c| c.tag.is_empty());
-        let expired = self
-            .ctx
-            .q
-            .def
-            .args
-            .expires_ms
-            .is_some_and(|ms| unused && self.last_used.elapsed() >= Duration::from_millis(ms));
+        let expires_ms = self.ctx.q.expires_ms.load(Ordering::Relaxed);
+        let expired = expires_ms != u64::MAX
+            && unused
+            && self.last_used.elapsed() >= Duration::from_millis(expires_ms);
         let auto_deleted = self.ctx.q.def.auto_delete && self.had_consumer && unused;
         if expired || auto_deleted {
             if let Some(b) = self.ctx.broker.upgrade() {
@@ -1243,6 +1313,7 @@ impl Actor {
         let saved: HashMap<&str, Vec<SavedCursor>> = self
             .groups
             .iter()
+            .filter(|(name, _)| !is_ephemeral(name))
             .map(|(name, g)| {
                 let cs = g
                     .parts
@@ -1271,6 +1342,7 @@ pub(crate) fn new_handle(
 ) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let h = QueueHandle {
+        expires_ms: AtomicU64::new(def.args.expires_ms.unwrap_or(u64::MAX)),
         name: def.name.clone(),
         def,
         exclusive_owner,

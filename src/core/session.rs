@@ -16,6 +16,7 @@ use super::error::{CoreError, CoreResult};
 use super::message::{Message, Value};
 use super::meta::ExchangeKind;
 use super::queue::{ConsumeSpec, ConsumerId, QueueCmd, QueueHandle, Settle};
+use super::retained::RetainedMessage;
 use super::BrokerInner;
 
 /// A consumer's tag, unique within its session.
@@ -407,6 +408,25 @@ impl Session {
         })
     }
 
+    /// Declares (or checks) a queue without asking it for its counts: it is routable when this
+    /// returns. For protocols that do not report counts (AMQP `nowait`, MQTT sessions).
+    ///
+    /// # Errors
+    /// As [`Session::declare_queue`]; a server-named queue needs [`Session::declare_queue`].
+    pub fn declare_queue_nowait(&mut self, d: QueueDecl) -> CoreResult<()> {
+        if d.name.is_empty() {
+            return Err(CoreError::Invalid(
+                "a server-named queue must be declared with a reply".into(),
+            ));
+        }
+        if !d.passive {
+            self.check(Access::Configure, &d.name)?;
+        }
+        self.broker
+            .declare_queue(&self.info.vhost, d, self.owner)
+            .map(|_| ())
+    }
+
     /// Deletes a queue; returns how many ready messages it had (0 for a queue that does not exist).
     ///
     /// # Errors
@@ -442,6 +462,18 @@ impl Session {
         self.check(Access::Read, name)?;
         let q = self.queue(name)?;
         q.ask(|reply| QueueCmd::Purge { reply }).await
+    }
+
+    /// Changes how long a queue may stay unused before it is deleted (`x-expires`; `None`:
+    /// never), counted from when it was last used; kept across restarts for durable queues.
+    /// (MQTT 5 clients change their session expiry interval on DISCONNECT.)
+    ///
+    /// # Errors
+    /// `AccessRefused` (configure), `NotFound`, `ResourceLocked`.
+    pub fn set_queue_expiry(&mut self, name: &str, expires_ms: Option<u64>) -> CoreResult<()> {
+        self.check(Access::Configure, name)?;
+        let q = self.queue(name)?;
+        self.broker.set_queue_expiry(&q, expires_ms)
     }
 
     /// Ready/unacked/consumer counts of a queue.
@@ -482,6 +514,29 @@ impl Session {
         self.broker.bind(&self.info.vhost, b, true)
     }
 
+    /// The bindings whose destination is queue `name`, with their arguments (a gateway restores
+    /// a persistent subscription's options from them).
+    ///
+    /// # Errors
+    /// `NotFound`, `ResourceLocked`.
+    pub fn queue_bindings(&self, name: &str) -> CoreResult<Vec<BindingDecl>> {
+        self.queue(name)?;
+        Ok(self.broker.queue_bindings(&self.info.vhost, name))
+    }
+
+    /// The retained messages of `exchange` whose routing keys match the AMQP topic `pattern`
+    /// (as a topic binding would), in routing-key order, with the retain flag set.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read on the exchange).
+    pub fn retained(&self, exchange: &str, pattern: &str) -> CoreResult<Vec<RetainedMessage>> {
+        self.check(Access::Read, exchange)?;
+        Ok(self
+            .broker
+            .retained
+            .matching(&self.info.vhost, exchange, pattern, super::now_ms()))
+    }
+
     /// Removes a binding.
     ///
     /// # Errors
@@ -519,6 +574,15 @@ impl Session {
         let (routed, end) = self
             .broker
             .publish_checked(&self.vhost, exchange, routing_key, msg)?;
+        if msg.properties.retain {
+            self.broker.retained.set(
+                &self.info.vhost,
+                exchange,
+                routing_key,
+                msg,
+                super::now_ms(),
+            );
+        }
         self.vhost_counters.publish(!routed.is_empty());
         if let Some(c) = &self.conn {
             c.entry

@@ -484,3 +484,66 @@ async fn exclusive_partitions_are_assigned_and_rebalanced() {
     }
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn ephemeral_groups_replay_and_leave_no_offsets_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, mut s) = open(dir.path()).await;
+    s.declare_queue(qdecl("log")).await.unwrap();
+    for i in 0..3 {
+        s.publish("", "log", &msg(&format!("m{i}"))).unwrap();
+    }
+    let group = format!("{EPHEMERAL_GROUP_PREFIX}replay-1");
+    let mut replay = spec("log");
+    replay.group = group.clone();
+    replay.start = StartFrom::Last;
+    let (tag, _) = s.consume(replay).await.unwrap();
+    let d = next_delivery(&mut s).await;
+    assert_eq!(
+        &d.message.body[..],
+        b"m2",
+        "`last` starts at the last message"
+    );
+    s.settle(d.id, Settle::Ack).unwrap();
+    s.close_consumer(&tag).unwrap();
+    // The default group was not touched: it still has all three.
+    let mut plain = spec("log");
+    plain.no_ack = true;
+    s.consume(plain).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            next_delivery(&mut s).await.message.body,
+            format!("m{i}").as_bytes()
+        );
+    }
+    s.close().await;
+    b.shutdown().await;
+    let saved: String = std::fs::read_dir(dir.path().join("queues"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!saved.is_empty(), "the default group's offsets are saved");
+    assert!(!saved.contains(&group), "the replay group is not: {saved}");
+}
+
+#[test]
+fn stream_offsets_parse_like_rabbitmq() {
+    let now = 10_000_000;
+    let t = |s: &str| StartFrom::from_stream_offset(&Value::Str(s.into()), now);
+    assert_eq!(t("first"), Some(StartFrom::Earliest));
+    assert_eq!(t("last"), Some(StartFrom::Last));
+    assert_eq!(t("next"), Some(StartFrom::Latest));
+    assert_eq!(t("42"), Some(StartFrom::Offset(42)));
+    assert_eq!(t("10s"), Some(StartFrom::Time(now - 10_000)));
+    assert_eq!(t("2m"), Some(StartFrom::Time(now - 120_000)));
+    assert_eq!(t("yesterday"), None);
+    assert_eq!(t(""), None);
+    assert_eq!(
+        StartFrom::from_stream_offset(&Value::Timestamp(5), now),
+        Some(StartFrom::Time(5_000))
+    );
+    assert_eq!(
+        StartFrom::from_stream_offset(&Value::I64(7), now),
+        Some(StartFrom::Offset(7))
+    );
+}

@@ -2,4 +2,7 @@
 //! keeps no queues, routing or messages of its own.
 
 pub mod amqp;
+pub mod mqtt;
 pub mod native;
+pub mod stomp;
+pub mod ws;

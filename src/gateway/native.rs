@@ -60,7 +60,13 @@ pub fn error_code(e: &CoreError) -> ErrorCode {
 }
 
 fn props_in(p: wire::Properties) -> Properties {
+    let headers: Vec<(String, Value)> = p
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::Bytes(v)))
+        .collect();
     Properties {
+        retain: Properties::retain_requested(&headers),
         message_id: p.message_id,
         correlation_id: p.correlation_id,
         reply_to: p.reply_to,
@@ -74,12 +80,9 @@ fn props_in(p: wire::Properties) -> Properties {
         keys: p.keys,
         tag: p.tag,
         sharding_key: p.sharding_key,
-        headers: p
-            .headers
-            .into_iter()
-            .map(|(k, v)| (k, Value::Bytes(v)))
-            .collect(),
+        headers,
         amqp_header: None,
+        origin: None,
     }
 }
 

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod mqtt;
+pub mod python;
+pub mod stomp;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,14 @@ pub struct TestBroker {
     pub native: SocketAddr,
     /// AMQP 0-9-1 listener address.
     pub amqp: SocketAddr,
+    /// MQTT listener address.
+    pub mqtt: SocketAddr,
+    /// Every listener by protocol name, as the broker printed them.
+    pub listeners: HashMap<String, SocketAddr>,
+    /// STOMP (TCP) listener address.
+    pub stomp: SocketAddr,
+    /// STOMP over WebSocket listener address.
+    pub stomp_ws: SocketAddr,
     /// HTTP admin API listener address.
     pub http: SocketAddr,
     /// Data directory.
@@ -36,6 +48,14 @@ impl TestBroker {
     pub fn start() -> TestBroker {
         let tmp = tempfile::tempdir().unwrap();
         let mut b = TestBroker::start_in(tmp.path(), &[]);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// A broker on a fresh temporary directory, with extra `JUNCTION_*` settings.
+    pub fn start_with(env: &[(&str, &str)]) -> TestBroker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = TestBroker::start_in(tmp.path(), env);
         b._tmp = Some(tmp);
         b
     }
@@ -54,10 +74,14 @@ impl TestBroker {
             "--data-dir",
         ])
         .arg(dir)
+        .env("JUNCTION_MQTT_LISTEN", "127.0.0.1:0")
+        .env("JUNCTION_MQTT_WS_LISTEN", "127.0.0.1:0")
         .env("JUNCTION_STORE_SEGMENT_SIZE", "8388608")
         .env("JUNCTION_STORE_MAX_RECORD_SIZE", "4194304")
         .env("JUNCTION_STORE_PRELOAD", "false")
         .env("JUNCTION_STORE_CHECKPOINT_INTERVAL_MS", "200")
+        .env("JUNCTION_STOMP_LISTEN", "127.0.0.1:0")
+        .env("JUNCTION_STOMP_WS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,35 +102,47 @@ impl TestBroker {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // `junction: <protocol> listening on <addr>` per listener, then `junction: ready`.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("junction: native listening on ") {
-                    let _ = tx.send(("native", a.parse::<SocketAddr>().unwrap()));
-                }
-                if let Some(a) = line.strip_prefix("junction: amqp listening on ") {
-                    let _ = tx.send(("amqp", a.parse::<SocketAddr>().unwrap()));
-                }
-                if let Some(a) = line.strip_prefix("junction: http listening on ") {
-                    let _ = tx.send(("http", a.parse::<SocketAddr>().unwrap()));
+                if line == "junction: ready" {
+                    let _ = tx.send(None);
+                } else if let Some((p, a)) = line
+                    .strip_prefix("junction: ")
+                    .and_then(|l| l.split_once(" listening on "))
+                {
+                    let _ = tx.send(Some((p.to_string(), a.parse::<SocketAddr>().unwrap())));
                 }
             }
         });
-        let (mut native, mut amqp, mut http) = (None, None, None);
-        while native.is_none() || amqp.is_none() || http.is_none() {
+        let mut listeners = HashMap::new();
+        loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(("native", a)) => native = Some(a),
-                Ok(("http", a)) => http = Some(a),
-                Ok((_, a)) => amqp = Some(a),
+                Ok(Some((p, a))) => {
+                    listeners.insert(p, a);
+                }
+                Ok(None) => break,
                 Err(_) => {
                     let _ = child.kill();
                     panic!("broker did not start; logs:\n{}", logs.lock().unwrap());
                 }
             }
         }
-        let (native, amqp, http) = (native.unwrap(), amqp.unwrap(), http.unwrap());
+        let port = |p: &str| {
+            *listeners
+                .get(p)
+                .unwrap_or_else(|| panic!("no {p} listener"))
+        };
+        let (native, amqp, mqtt) = (port("native"), port("amqp"), port("mqtt"));
+        let (stomp, stomp_ws) = (port("stomp"), port("stomp-ws"));
+        let http = port("http");
         TestBroker {
             child: Some(child),
             native,
             amqp,
+            mqtt,
+            listeners,
+            stomp,
+            stomp_ws,
             http,
             dir: dir.to_path_buf(),
             _tmp: None,

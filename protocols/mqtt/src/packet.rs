@@ -115,6 +115,8 @@ impl ReasonCode {
     pub const PACKET_TOO_LARGE: ReasonCode = ReasonCode(0x95);
     /// 0x97 Quota exceeded.
     pub const QUOTA_EXCEEDED: ReasonCode = ReasonCode(0x97);
+    /// 0x98 Administrative action.
+    pub const ADMINISTRATIVE_ACTION: ReasonCode = ReasonCode(0x98);
     /// 0x99 Payload format invalid.
     pub const PAYLOAD_FORMAT_INVALID: ReasonCode = ReasonCode(0x99);
     /// 0x9A Retain not supported.

@@ -24,6 +24,8 @@
 //! - **Bodies on frames that must not have one** are passed through; see
 //!   [`Command::allows_body`].
 //! - An **empty header name** (`:value`) is an error (the grammar requires 1+ octets).
+//! - **NUL octets between frames** (before a command) are padding, as RabbitMQ takes them: a
+//!   run of them is reported as one [`Item::Heartbeat`], like an EOL.
 
 use bytes::{Buf, BytesMut};
 
@@ -70,7 +72,8 @@ impl Default for Limits {
 pub enum Item {
     /// A complete frame.
     Frame(Frame),
-    /// A bare EOL (LF or CR LF) between frames: a heart-beat, or padding after a frame's NUL.
+    /// A bare EOL (LF or CR LF) between frames: a heart-beat, or padding after a frame's NUL
+    /// (a run of NUL octets between frames is reported the same way).
     Heartbeat,
 }
 
@@ -232,6 +235,13 @@ impl Decoder {
             // The cached progress only holds if the buffer still covers it.
             Some(p) if p.scan <= buf.len() => p,
             _ => {
+                // NULs between frames (after a frame's NUL, before a command) are padding, like
+                // EOLs: some clients send them, and RabbitMQ accepts them. Never a frame start.
+                let nuls = buf.iter().take_while(|&&b| b == 0).count();
+                if nuls > 0 {
+                    buf.advance(nuls);
+                    return Ok(Some(Item::Heartbeat));
+                }
                 match buf.first() {
                     None => return Ok(None),
                     Some(b'\n') => {

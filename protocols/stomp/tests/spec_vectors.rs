@@ -729,3 +729,23 @@ fn oversized_bodies_rejected_early() {
     );
     assert!(fed <= 6 + 4096 + 512, "fed {fed}");
 }
+
+#[test]
+fn nul_octets_between_frames_are_dropped() {
+    // RabbitMQ's STOMP suite sends "\0SUBSCRIBE..." and "\0\n" between frames.
+    let input = b"\n\0SUBSCRIBE\ndestination:/exchange/amq.fanout\n\n\0\n\0\0SEND\ndestination:/x\n\nhello\n\0\n\0";
+    for chunk in [1, 2, 3, 7, input.len()] {
+        let items = decode_chunked(Version::V1_2, input, chunk);
+        let fs = frames(items);
+        assert_eq!(fs.len(), 2, "chunk {chunk}");
+        assert_eq!(fs[0].command, Command::Subscribe);
+        assert_eq!(fs[1].command, Command::Send);
+        assert_eq!(&fs[1].body[..], b"hello\n");
+    }
+    // A run of NULs is padding, reported like an EOL.
+    let mut dec = Decoder::new(Version::V1_2);
+    let mut buf = BytesMut::from(&b"\0\0\0"[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), Some(Item::Heartbeat));
+    assert!(buf.is_empty());
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+}

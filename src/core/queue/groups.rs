@@ -96,6 +96,7 @@ impl Actor {
                 StartFrom::Committed => c.committed,
                 StartFrom::Earliest => min,
                 StartFrom::Latest => end,
+                StartFrom::Last => end.saturating_sub(1),
                 StartFrom::Offset(o) => o,
                 StartFrom::Time(t) => store.offset_for_time(c.key, t),
             }

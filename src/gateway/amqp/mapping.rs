@@ -136,6 +136,7 @@ pub fn properties_in(p: &BasicProperties, raw: Bytes) -> Result<Properties, BadP
         priority: *p.priority(),
         persistent: *p.delivery_mode() == Some(2),
         user_id: text(p.user_id()),
+        retain: Properties::retain_requested(&headers),
         headers,
         amqp_header: Some(raw),
         ..Properties::default()

@@ -283,14 +283,38 @@ impl Channel {
                 "NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"
             )));
         }
+        // `x-stream-offset` (RabbitMQ streams): this consumer replays the queue from there in
+        // a group of its own, leaving the queue's shared consumers alone.
+        let (group, start) = match c
+            .arguments
+            .inner()
+            .get(&ShortString::from("x-stream-offset"))
+        {
+            None => (String::new(), StartFrom::Committed),
+            Some(v) => {
+                let v = super::mapping::value_in(v);
+                let start =
+                    StartFrom::from_stream_offset(&v, crate::core::now_ms()).ok_or_else(|| {
+                        crate::core::CoreError::PreconditionFailed(format!(
+                            "invalid x-stream-offset {v:?}"
+                        ))
+                    })?;
+                let group = format!(
+                    "{}replay-{}-{tag}",
+                    crate::core::EPHEMERAL_GROUP_PREFIX,
+                    self.session.id()
+                );
+                (group, start)
+            }
+        };
         let (tag, _) = self
             .session
             .consume(ConsumeSpec {
                 queue,
-                group: String::new(),
+                group,
                 prefetch: self.prefetch,
                 no_ack: c.no_ack,
-                start: StartFrom::Committed,
+                start,
                 exclusive_partitions: false,
                 tag,
                 exclusive: c.exclusive,
