@@ -755,6 +755,14 @@ async fn connections_and_metrics_follow_real_clients() {
         Some(1.0)
     );
     assert!(metric(&t, &format!("junction_queue_messages_ready{q}")).is_some());
+    assert!(
+        metric(
+            &t,
+            "junction_group_lag{vhost=\"/\",queue=\"work\",group=\"\"}"
+        )
+        .is_some(),
+        "{t}"
+    );
     assert_eq!(
         metric(&t, "junction_vhost_messages_published_total{vhost=\"/\"}"),
         Some(15.0)

@@ -25,6 +25,13 @@ struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    vhost: String,
+    queue: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VhostLabels {
     vhost: String,
 }
@@ -75,7 +82,22 @@ async fn collect(st: &AppState) -> Registry {
     let q_ready = Family::<QueueLabels, Gauge>::default();
     let q_unacked = Family::<QueueLabels, Gauge>::default();
     let q_consumers = Family::<QueueLabels, Gauge>::default();
+    let g_lag = Family::<GroupLabels, Gauge>::default();
     for q in b.queues(None).await {
+        for g in b
+            .groups(&q.def.vhost, &q.def.name)
+            .await
+            .unwrap_or_default()
+        {
+            let lag: u64 = g.partitions.iter().map(|p| p.lag).sum();
+            g_lag
+                .get_or_create(&GroupLabels {
+                    vhost: q.def.vhost.clone(),
+                    queue: q.def.name.clone(),
+                    group: g.name,
+                })
+                .set(to_i64(lag));
+        }
         let l = QueueLabels {
             vhost: q.def.vhost.clone(),
             queue: q.def.name.clone(),
@@ -123,6 +145,11 @@ async fn collect(st: &AppState) -> Registry {
         q_unacked,
     );
     reg.register("queue_consumers", "Consumers of the queue", q_consumers);
+    reg.register(
+        "group_lag",
+        "Unsettled messages of a consumer group (group \"\" is the queue's default group)",
+        g_lag,
+    );
 
     let v_published = Family::<VhostLabels, Counter>::default();
     let v_unroutable = Family::<VhostLabels, Counter>::default();

@@ -431,3 +431,141 @@ impl Broker {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::{CoreConfig, Message, QueueDecl, SessionEvent};
+
+    async fn broker(dir: &std::path::Path) -> Broker {
+        let mut c = CoreConfig::new(dir);
+        c.store = junction_store::StoreConfig::tiny(dir.join("store"));
+        c.store.segment_size = 1 << 20;
+        Broker::open(c).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_are_listed_counted_and_closed_from_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let root = b
+            .connect("guest", "guest", "/", None, "test", "c1")
+            .unwrap();
+        let channel = root.open_sibling();
+        let api = b
+            .connect_unlisted("guest", "guest", "/", None, "http", "")
+            .unwrap();
+        let list = b.connections();
+        assert_eq!(list.len(), 1, "the unlisted session is not a connection");
+        assert_eq!(list[0].client.client_id, "c1");
+        assert_eq!(list[0].sessions, 2);
+        drop(channel);
+        assert_eq!(b.connections()[0].sessions, 1);
+
+        let signal = root.close_signal();
+        assert!(b.close_connection(root.id(), "maintenance"));
+        let reason = tokio::time::timeout(Duration::from_secs(5), signal.requested())
+            .await
+            .unwrap();
+        assert_eq!(reason, "maintenance");
+        let never = api.close_signal();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), never.requested())
+                .await
+                .is_err()
+        );
+        root.close().await;
+        assert!(b.connections().is_empty());
+
+        // Deleting a user closes their connections.
+        b.put_user("u", "p", Vec::new()).unwrap();
+        b.set_permissions(Permission {
+            user: "u".into(),
+            vhost: "/".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        })
+        .unwrap();
+        let s = b.connect("u", "p", "/", None, "test", "").unwrap();
+        b.delete_user("u").unwrap();
+        assert_eq!(s.close_signal().requested().await, "user deleted");
+        assert!(b.delete_user("u").is_err());
+        drop(s);
+        drop(api);
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn counters_lookup_and_vhost_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let mut s = b.connect("guest", "guest", "/", None, "test", "").unwrap();
+        s.declare_queue(QueueDecl {
+            name: "q".into(),
+            durable: true,
+            ..QueueDecl::default()
+        })
+        .await
+        .unwrap();
+        for i in 0..2 {
+            let mut m = Message::new(format!("m{i}").into_bytes());
+            m.properties.message_id = Some(format!("id-{i}"));
+            s.publish("", "q", &m).unwrap();
+        }
+        s.publish("", "nowhere", &Message::new(b"x".to_vec()))
+            .unwrap();
+        let d = s.get("q", false).await.unwrap().unwrap();
+        s.settle(d.id, crate::core::Settle::Ack).unwrap();
+        let q = b.queue_summary("/", "q").await.unwrap();
+        assert_eq!(
+            (q.counters.published, q.counters.delivered, q.counters.acked),
+            (2, 1, 1)
+        );
+        assert_eq!(q.stats.ready, 1);
+        let v = b.vhost_counters("/").unwrap();
+        assert_eq!((v.published, v.unroutable, v.acked), (3, 1, 1));
+        assert_eq!(b.connections()[0].messages_published, 3);
+
+        let found = b.lookup(&s, &Lookup::Id("id-1".into()), 10).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].queues, vec![("q".to_string(), 0, 1)]);
+        assert_eq!(&found[0].message.body[..], b"m1");
+
+        // A vhost goes with its queues and permissions.
+        b.add_vhost("v").unwrap();
+        b.set_permissions(Permission {
+            user: "guest".into(),
+            vhost: "v".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        })
+        .unwrap();
+        let mut sv = b.connect("guest", "guest", "v", None, "test", "").unwrap();
+        sv.declare_queue(QueueDecl {
+            name: "inside".into(),
+            durable: true,
+            ..QueueDecl::default()
+        })
+        .await
+        .unwrap();
+        let signal = sv.close_signal();
+        b.delete_vhost("v").await.unwrap();
+        assert_eq!(signal.requested().await, "vhost deleted");
+        assert!(!b.vhosts().contains(&"v".to_string()));
+        assert!(b.queues(None).await.iter().all(|q| q.def.vhost == "/"));
+        assert!(b.permissions().iter().all(|p| p.vhost == "/"));
+        assert!(b.delete_vhost("v").await.is_err());
+        // The first session is untouched: its publish confirms arrive.
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(5), s.next_event()).await,
+            Ok(Some(SessionEvent::Confirmed { .. }))
+        ));
+        drop(sv);
+        s.close().await;
+        b.shutdown().await;
+    }
+}

@@ -26,6 +26,7 @@ fn text<'a>(v: &'a Value, k: &str) -> &'a str {
 /// # Errors
 /// As [`Client::call`].
 pub fn export(c: &Client) -> Result<Value, CtlError> {
+    let spinner = super::progress::spinner("exporting definitions".into());
     let overview = c.get("/api/overview")?;
     let vhosts: Vec<Value> = array(&c.get("/api/vhosts")?)
         .map(|v| json!({"name": v["name"]}))
@@ -71,6 +72,7 @@ pub fn export(c: &Client) -> Result<Value, CtlError> {
             })
         })
         .collect();
+    spinner.finish_and_clear();
     Ok(json!({
         "product_name": "Junction",
         "product_version": overview["product_version"],
@@ -108,12 +110,25 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         },
         e => e,
     };
+    let total: usize = [
+        "vhosts",
+        "users",
+        "permissions",
+        "exchanges",
+        "queues",
+        "bindings",
+    ]
+    .iter()
+    .map(|k| array(&defs[*k]).count())
+    .sum();
+    let bar = super::progress::bar(total as u64, "importing");
     let mut n = [0usize; 6];
     for v in array(&defs["vhosts"]) {
         let name = text(v, "name");
         c.put(&format!("/api/vhosts/{}", seg(name)), &json!({}))
             .map_err(|e| named("vhost", name, e))?;
         n[0] += 1;
+        bar.inc(1);
     }
     for u in array(&defs["users"]) {
         let name = text(u, "name");
@@ -124,6 +139,7 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         c.put(&format!("/api/users/{}", seg(name)), &body)
             .map_err(|e| named("user", name, e))?;
         n[1] += 1;
+        bar.inc(1);
     }
     for p in array(&defs["permissions"]) {
         let (user, vhost) = (text(p, "user"), text(p, "vhost"));
@@ -133,6 +149,7 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         )
         .map_err(|e| named("permission", &format!("{user}@{vhost}"), e))?;
         n[2] += 1;
+        bar.inc(1);
     }
     for x in array(&defs["exchanges"]) {
         let (name, vhost) = (text(x, "name"), text(x, "vhost"));
@@ -147,6 +164,7 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         )
         .map_err(|e| named("exchange", name, e))?;
         n[3] += 1;
+        bar.inc(1);
     }
     for q in array(&defs["queues"]) {
         let (name, vhost) = (text(q, "name"), text(q, "vhost"));
@@ -161,6 +179,7 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         c.put(&format!("/api/queues/{}/{}", seg(vhost), seg(name)), &body)
             .map_err(|e| named("queue", name, e))?;
         n[4] += 1;
+        bar.inc(1);
     }
     for b in array(&defs["bindings"]) {
         let (source, vhost, dest) = (text(b, "source"), text(b, "vhost"), text(b, "destination"));
@@ -180,7 +199,9 @@ pub fn import(c: &Client, defs: &Value) -> Result<String, CtlError> {
         )
         .map_err(|e| named("binding", &format!("{source} -> {dest}"), e))?;
         n[5] += 1;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(format!(
         "{} vhosts, {} users, {} permissions, {} exchanges, {} queues, {} bindings",
         n[0], n[1], n[2], n[3], n[4], n[5]

@@ -8,6 +8,7 @@
 mod args;
 mod client;
 mod definitions;
+mod progress;
 
 use std::io::Read;
 
@@ -345,7 +346,10 @@ fn queues(c: &Client, v: &str, cmd: QueueCmd) -> Result<Out, CtlError> {
             Out::Done(format!("queue '{name}' deleted"), r)
         }
         QueueCmd::Purge { name } => {
-            let r = c.delete(&format!("/api/queues/{v}/{}/contents", seg(&name)))?;
+            let spinner = progress::spinner(format!("purging '{name}'"));
+            let r = c.delete(&format!("/api/queues/{v}/{}/contents", seg(&name)));
+            spinner.finish_and_clear();
+            let r = r?;
             Out::Done(
                 format!(
                     "{} messages purged from '{name}'",
