@@ -109,7 +109,8 @@ enum Rule {
     Nothing,
     /// `.*`: everything, without running a regular expression.
     Everything,
-    /// Anything else, anchored, shared by every session with the same pattern.
+    /// Anything else, shared by every session with the same pattern. Searched in the name,
+    /// not matched against all of it, as RabbitMQ does: `^app\.` anchors explicitly.
     Pattern(Arc<Regex>),
 }
 
@@ -127,7 +128,7 @@ fn compile(p: &str) -> Rule {
     if let Some(re) = cache.get(p) {
         return Rule::Pattern(Arc::clone(re));
     }
-    match Regex::new(&format!("^(?:{p})$")) {
+    match Regex::new(p) {
         Ok(re) => {
             let re = Arc::new(re);
             cache.insert(p.to_string(), Arc::clone(&re));
@@ -199,12 +200,22 @@ mod tests {
             user: "u".into(),
             vhost: "/".into(),
             configure: "".into(),
-            write: "amq\\.topic|orders\\..*".into(),
+            write: "^amq\\.topic$|^orders\\.".into(),
             read: ".*".into(),
         });
         assert!(!g.allows(Access::Configure, "q"));
         assert!(g.allows(Access::Write, "orders.eu"));
         assert!(!g.allows(Access::Write, "xorders.eu"));
         assert!(g.allows(Access::Read, "anything"));
+        // As in RabbitMQ, a pattern is searched for: without anchors it matches inside names.
+        let loose = Grants::new(&Permission {
+            user: "u".into(),
+            vhost: "/".into(),
+            configure: "tmp".into(),
+            write: "".into(),
+            read: "".into(),
+        });
+        assert!(loose.allows(Access::Configure, "app.tmp.1"));
+        assert!(!loose.allows(Access::Configure, "app.q"));
     }
 }
