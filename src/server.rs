@@ -41,6 +41,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
+    let meters = Arc::new(gateway::metered::Meters::default());
 
     if cfg.native.enabled {
         let listener = TcpListener::bind(cfg.native.listen)
@@ -61,6 +62,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tracker.spawn(accept_loop(
             listener,
             "native",
+            meters.listener("native"),
             slots,
             stop2.clone(),
             tracker2,
@@ -98,6 +100,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tracker.spawn(accept_loop(
             listener,
             "amqp",
+            meters.listener("amqp"),
             slots,
             stop2.clone(),
             tracker2,
@@ -147,6 +150,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             tracker.spawn(accept_loop(
                 listener,
                 "mqtt",
+                meters.listener("mqtt"),
                 slots,
                 stop2.clone(),
                 tracker2,
@@ -191,6 +195,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             tracker.spawn(accept_loop(
                 listener,
                 "mqtt-ws",
+                meters.listener("mqtt-ws"),
                 slots,
                 stop2.clone(),
                 tracker2,
@@ -242,6 +247,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             tracker.spawn(accept_loop(
                 listener,
                 "stomp",
+                meters.listener("stomp"),
                 slots,
                 stop2.clone(),
                 tracker2,
@@ -286,6 +292,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             tracker.spawn(accept_loop(
                 listener,
                 "stomp-ws",
+                meters.listener("stomp-ws"),
                 slots,
                 stop2.clone(),
                 tracker2,
@@ -324,6 +331,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             listener,
             broker.clone(),
             all,
+            Arc::clone(&meters),
             stop.clone(),
         ));
     }
@@ -363,12 +371,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     protocol: &'static str,
+    traffic: Arc<gateway::metered::Traffic>,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
     tracker: TaskTracker,
     serve: F,
 ) where
-    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
+    F: Fn(gateway::metered::Metered<tokio::net::TcpStream>, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
@@ -390,7 +399,10 @@ async fn accept_loop<F, Fut>(
             drop(stream);
             continue;
         };
-        let fut = serve(stream, peer);
+        let fut = serve(
+            gateway::metered::Metered::new(stream, Arc::clone(&traffic)),
+            peer,
+        );
         tracker.spawn(async move {
             fut.await;
             drop(permit);

@@ -780,6 +780,40 @@ async fn connections_and_metrics_follow_real_clients() {
     assert!(metric(&t, "junction_store_appended_bytes_total").unwrap() > 0.0);
     assert!(t.contains("# TYPE junction_queue_messages_published counter"));
     assert!(t.ends_with("# EOF\n"));
+    // Bytes per listener: the AMQP and native clients' traffic; no STOMP client came.
+    for listener in ["amqp", "native"] {
+        for dir in ["received", "sent"] {
+            let series = format!("junction_listener_{dir}_bytes_total{{listener=\"{listener}\"}}");
+            assert!(metric(&t, &series).unwrap_or(0.0) > 100.0, "{series}: {t}");
+        }
+    }
+    assert_eq!(
+        metric(
+            &t,
+            "junction_listener_received_bytes_total{listener=\"stomp\"}"
+        ),
+        Some(0.0)
+    );
+    // Store latency histograms: appends are sampled (the first of 15 at least), flushes are
+    // the flusher's fsync rounds (periodic in async mode: wait for one).
+    assert!(t.contains("# TYPE junction_store_append_latency_seconds histogram"));
+    assert!(metric(&t, "junction_store_append_latency_seconds_count").unwrap() >= 1.0);
+    let t = eventually("a timed flush", || {
+        let t = Api::anonymous(&b).get("/metrics").text;
+        (metric(&t, "junction_store_flush_latency_seconds_count")? >= 1.0).then_some(t)
+    });
+    for h in ["append", "flush"] {
+        let name = format!("junction_store_{h}_latency_seconds");
+        assert_eq!(
+            metric(&t, &format!("{name}_bucket{{le=\"+Inf\"}}")),
+            metric(&t, &format!("{name}_count")),
+            "{name}: {t}"
+        );
+        assert!(
+            metric(&t, &format!("{name}_sum")).unwrap() > 0.0,
+            "{name}: {t}"
+        );
+    }
 
     // Rates are sampled once a second over five seconds: while the AMQP client keeps
     // publishing (to another queue), the overview and its connection show a positive rate.

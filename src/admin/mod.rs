@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Broker;
+use crate::gateway::metered::Meters;
 
 pub use error::ApiError;
 
@@ -46,6 +47,7 @@ pub use error::ApiError;
 pub struct AppState {
     broker: Broker,
     listeners: Arc<Vec<(String, SocketAddr)>>,
+    meters: Arc<Meters>,
     rates: Arc<rates::Rates>,
 }
 
@@ -105,11 +107,13 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 pub fn router(
     broker: Broker,
     listeners: Vec<(String, SocketAddr)>,
+    meters: Arc<Meters>,
     rates: Arc<rates::Rates>,
 ) -> Router {
     let state = AppState {
         broker,
         listeners: Arc::new(listeners),
+        meters,
         rates,
     };
     Router::new()
@@ -268,15 +272,18 @@ async fn no_challenge_for_scripts(
 }
 
 /// Serves the API on `listener` until `stop` fires (requests in progress finish).
+/// `meters` has the bytes in and out of the other listeners.
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
     listeners: Vec<(String, SocketAddr)>,
+    meters: Arc<Meters>,
     stop: CancellationToken,
 ) {
     let rates = Arc::new(rates::Rates::default());
     let sampler = tokio::spawn(rates::run(Arc::clone(&rates), broker.clone(), stop.clone()));
-    let app = router(broker, listeners, rates).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(broker, listeners, meters, rates)
+        .into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .await

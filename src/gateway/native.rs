@@ -16,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 use junction_native as wire;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::gateway::metered::Metered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
@@ -177,7 +179,7 @@ impl Pending {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Metered<TcpStream>,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -222,7 +224,7 @@ impl Conn {
 
 /// Serves one native-protocol connection until it closes or `shutdown` fires.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Metered<TcpStream>,
     peer: SocketAddr,
     broker: Broker,
     shutdown: CancellationToken,

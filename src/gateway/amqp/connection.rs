@@ -21,6 +21,8 @@ use junction_amqp::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::gateway::metered::Metered;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +37,7 @@ use crate::core::{Broker, Session};
 const MAX_INFLIGHT: usize = 16_384;
 
 pub(super) struct Conn {
-    stream: TcpStream,
+    stream: Metered<TcpStream>,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -136,7 +138,7 @@ struct Opened {
 
 /// Serves one AMQP connection until it closes.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Metered<TcpStream>,
     peer: SocketAddr,
     broker: Broker,
     shutdown: CancellationToken,
