@@ -352,6 +352,61 @@ fn authentication_and_users_vhosts_permissions() {
             assert_ne!(r.json["reason"], "no such endpoint", "{method} {path}");
         }
     }
+
+    // Every documented operation but the two public ones refuses a request without
+    // credentials, or with a wrong password, with 401 and a Basic challenge; a script that
+    // says so (the dashboard) gets its 401 without the challenge.
+    let anonymous = Api::anonymous(&b);
+    let wrong = Api::new(&b, "guest", "not-the-password");
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if path == "/metrics" || path == "/api/openapi.json" {
+            continue;
+        }
+        let concrete = path
+            .replace("{vhost}", "%2F")
+            .replace("{id}", "1")
+            .replace("{kind}", "q")
+            .replace(['{', '}'], "");
+        for method in ops.as_object().unwrap().keys() {
+            let body = matches!(method.as_str(), "put" | "post").then_some("{}");
+            for api in [&anonymous, &wrong] {
+                let r = api.call(&method.to_uppercase(), &concrete, body);
+                assert_eq!(r.status, 401, "{method} {path}: {}", r.text);
+                assert_eq!(r.json["error"], "not_authorised", "{method} {path}");
+                assert_eq!(
+                    r.headers
+                        .get("www-authenticate")
+                        .map(|v| v.to_str().unwrap()),
+                    Some("Basic realm=\"Junction\""),
+                    "{method} {path}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|ops| ops.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        checked,
+        operations - 2,
+        "every operation but the public two"
+    );
+    let scripted = blocking(|| {
+        ureq::get(&format!("http://{}/api/overview", b.http))
+            .header("x-requested-with", "XMLHttpRequest")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+    });
+    assert_eq!(scripted.status().as_u16(), 401);
+    assert!(scripted.headers().get("www-authenticate").is_none());
 }
 
 #[test]
