@@ -849,6 +849,17 @@ async fn connections_and_metrics_follow_real_clients() {
         ),
         Some(0.0)
     );
+    // Messages per protocol: AMQP published 10 and the native client 5; AMQP consumed.
+    let by = |what: &str, p: &str| {
+        metric(
+            &t,
+            &format!("junction_protocol_messages_{what}_total{{protocol=\"{p}\"}}"),
+        )
+    };
+    assert_eq!(by("published", "amqp"), Some(10.0), "{t}");
+    assert_eq!(by("published", "native"), Some(5.0), "{t}");
+    assert_eq!(by("published", "stomp"), Some(0.0), "{t}");
+    assert!(by("delivered", "amqp").unwrap() >= 4.0, "{t}");
     // Store latency histograms: appends are sampled (the first of 15 at least), flushes are
     // the flusher's fsync rounds (periodic in async mode: wait for one).
     assert!(t.contains("# TYPE junction_store_append_latency_seconds histogram"));
@@ -952,6 +963,17 @@ async fn connections_and_metrics_follow_real_clients() {
     assert_eq!(
         metric(&t, "junction_connections{protocol=\"amqp\"}"),
         Some(0.0)
+    );
+    // Closed connections' messages still count for their protocol (the 10 and those the
+    // rate check published).
+    assert!(
+        metric(
+            &t,
+            "junction_protocol_messages_published_total{protocol=\"amqp\"}"
+        )
+        .unwrap()
+            > 10.0,
+        "{t}"
     );
 }
 

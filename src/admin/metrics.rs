@@ -239,6 +239,33 @@ async fn collect(st: &AppState) -> Registry {
     }
     reg.register("connections", "Open client connections", conns);
 
+    let by_published = Family::<ProtocolLabels, Counter>::default();
+    let by_delivered = Family::<ProtocolLabels, Counter>::default();
+    for (p, _) in st.listeners.iter().filter(|(p, _)| p != "http") {
+        let l = ProtocolLabels {
+            protocol: p.clone(),
+        };
+        by_published.get_or_create(&l).inc_by(0);
+        by_delivered.get_or_create(&l).inc_by(0);
+    }
+    for (p, published, delivered) in b.protocol_counters() {
+        let l = ProtocolLabels {
+            protocol: p.to_string(),
+        };
+        by_published.get_or_create(&l).inc_by(published);
+        by_delivered.get_or_create(&l).inc_by(delivered);
+    }
+    reg.register(
+        "protocol_messages_published",
+        "Messages published by client connections of the protocol (accepted)",
+        by_published,
+    );
+    reg.register(
+        "protocol_messages_delivered",
+        "Messages delivered to client connections of the protocol",
+        by_delivered,
+    );
+
     let received = Family::<ListenerLabels, Counter>::default();
     let sent = Family::<ListenerLabels, Counter>::default();
     for (name, bytes_in, bytes_out) in st.meters.snapshot() {

@@ -359,6 +359,12 @@ impl Broker {
         self.inner.connections.list()
     }
 
+    /// Messages published and delivered by client connections since the broker started, as
+    /// `(protocol, published, delivered)`.
+    pub fn protocol_counters(&self) -> Vec<(&'static str, u64, u64)> {
+        self.inner.connections.by_protocol()
+    }
+
     /// Asks a connection to close (its gateway sends the protocol's close with `reason`);
     /// false if there is no such connection.
     pub fn close_connection(&self, id: u64, reason: &str) -> bool {

@@ -72,6 +72,8 @@ impl CloseSignal {
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     map: Mutex<BTreeMap<u64, Arc<ConnEntry>>>,
+    /// Messages published and delivered by connections that have closed, by protocol.
+    closed: Mutex<BTreeMap<&'static str, (u64, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +114,18 @@ impl Connections {
                 messages_delivered: e.delivered.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Messages published and delivered since the broker started, by protocol: closed
+    /// connections' and open ones'.
+    pub(crate) fn by_protocol(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut totals = lock(&self.closed).clone();
+        for e in lock(&self.map).values() {
+            let t = totals.entry(e.info.protocol).or_default();
+            t.0 += e.published.load(Ordering::Relaxed);
+            t.1 += e.delivered.load(Ordering::Relaxed);
+        }
+        totals.into_iter().map(|(p, (a, b))| (p, a, b)).collect()
     }
 
     /// Asks the connections `which` selects to close; returns how many were asked.
@@ -184,6 +198,12 @@ impl Drop for ConnLink {
                 .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
             {
                 map.remove(&self.entry.id);
+                drop(map);
+                let e = &self.entry;
+                let mut closed = lock(&self.registry.closed);
+                let t = closed.entry(e.info.protocol).or_default();
+                t.0 += e.published.load(Ordering::Relaxed);
+                t.1 += e.delivered.load(Ordering::Relaxed);
             }
         }
     }
@@ -221,9 +241,14 @@ mod tests {
         assert_eq!(reg.close_where("user deleted", |c| c.user == "b"), 1);
         assert_eq!(other.signal().requested().await, "user deleted");
 
+        root.entry.published.fetch_add(3, Ordering::Relaxed);
+        other.entry.delivered.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(reg.by_protocol(), vec![("native", 3, 2)]);
         drop(root);
         assert_eq!(reg.list().len(), 1);
         drop(other);
         assert!(reg.list().is_empty());
+        // Closed connections still count.
+        assert_eq!(reg.by_protocol(), vec![("native", 3, 2)]);
     }
 }
