@@ -228,7 +228,6 @@ async fn dashboard_shows_live_numbers_in_chromium() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
-    let queue = declare(&ch, "dashboard.orders").await;
 
     // The page needs no credentials to load; the API refuses a wrong password.
     c.goto(&format!("{base}/dashboard")).await.expect("open");
@@ -290,11 +289,19 @@ async fn dashboard_shows_live_numbers_in_chromium() {
         "credentials kept for the tab"
     );
 
-    // The queues view shows the empty queue, then its depth and rate change as messages are
-    // published, without any reload.
+    // The queues view lists no queue, then the new empty one, then its depth and rate change
+    // as messages are published, without any reload.
     c.goto(&format!("{base}/dashboard#queues"))
         .await
         .expect("queues");
+    until(
+        &c,
+        "an empty queue list",
+        "const t = document.querySelector('#queues td.empty'); return t && t.offsetParent !== null ? t.textContent : null",
+        Value::Null,
+    )
+    .await;
+    let queue = declare(&ch, "dashboard.orders").await;
     let before = until(&c, "the queue's row", QUEUE_ROW, json!({"name": queue})).await;
     assert_eq!(count(&before["messages"]), 0, "{before}");
     assert_eq!(rate(&before["publish_rate"]), 0.0, "{before}");
