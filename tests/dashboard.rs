@@ -3,8 +3,9 @@
 //!
 //! The real broker on port 0, the page signed in with a wrong and then the right password, a
 //! queue's numbers watched while an AMQP client publishes (they must change on the page by
-//! themselves), a connection closed with the page's button, and a screenshot checked to be a
-//! real PNG of the window's size.
+//! themselves, in its text and in a picture of the depth cell), the overview's figures and
+//! chart, a connection closed with the page's button, and a screenshot of the page checked to
+//! be a real PNG of the viewport's size.
 
 mod common;
 
@@ -308,8 +309,28 @@ async fn dashboard_shows_live_numbers_in_chromium() {
     let read_queue = format!(
         "const r = (() => {{ {QUEUE_ROW} }})(); return r && {{ depth: r.messages, rate: r.publish_rate }};"
     );
+    let depth_cell = format!(r#"#queues tr[data-name="{queue}"] td[data-field="messages"]"#);
+    let cell_shot = |c: Client, css: String| async move {
+        let png = c
+            .find(Locator::Css(&css))
+            .await
+            .expect("the cell")
+            .screenshot()
+            .await
+            .expect("element screenshot");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+        png
+    };
+    let shot_before = cell_shot(c.clone(), depth_cell.clone()).await;
+    // (A picture of an unchanged cell is the same picture: what differs later is the number.)
+    assert_eq!(cell_shot(c.clone(), depth_cell.clone()).await, shot_before);
     let (depth, seen) = publish_until_seen(&c, &ch, &queue, 0, &read_queue).await;
     assert!(depth >= BATCH, "{seen}");
+    // The pixels changed too: a picture of the depth cell shows another number.
+    let shot_after = cell_shot(c.clone(), depth_cell).await;
+    std::fs::write(tmp.path().join("depth-before.png"), &shot_before).expect("write");
+    std::fs::write(tmp.path().join("depth-after.png"), &shot_after).expect("write");
+    assert_ne!(shot_before, shot_after, "the depth cell looks the same");
 
     // The overview: the totals and the rate chart's figures follow too.
     c.find(Locator::Css(r#".sidebar a[data-view="overview"]"#))
