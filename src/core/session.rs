@@ -537,6 +537,30 @@ impl Session {
             .matching(&self.info.vhost, exchange, pattern, super::now_ms()))
     }
 
+    /// Every retained message of the vhost as `(exchange, message)`, of the exchanges the
+    /// session may read from; by exchange and routing key.
+    pub fn retained_all(&self) -> Vec<(String, RetainedMessage)> {
+        self.broker
+            .retained
+            .list(&self.info.vhost, super::now_ms())
+            .into_iter()
+            .filter(|(x, _)| self.check(Access::Read, x).is_ok())
+            .collect()
+    }
+
+    /// Removes the retained message of `routing_key` on `exchange` (as publishing an empty
+    /// retained message there would); whether there was one.
+    ///
+    /// # Errors
+    /// `AccessRefused` (write on the exchange).
+    pub fn clear_retained(&mut self, exchange: &str, routing_key: &str) -> CoreResult<bool> {
+        self.check(Access::Write, exchange)?;
+        Ok(self
+            .broker
+            .retained
+            .remove(&self.info.vhost, exchange, routing_key))
+    }
+
     /// Removes a binding.
     ///
     /// # Errors
