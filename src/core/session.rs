@@ -177,13 +177,31 @@ pub struct Routed {
 }
 
 /// The result of a publish: its sequence number (confirmed later by
-/// [`SessionEvent::Confirmed`]) and where it went (empty = unroutable).
+/// [`SessionEvent::Confirmed`]) and where it went.
 #[derive(Debug, Clone)]
 pub struct Published {
     /// Publish sequence number of this session, from 1.
     pub seq: u64,
-    /// Queues it was stored for.
+    /// Queues it was stored for (empty: unroutable, or scheduled for later).
     pub routed: Vec<Routed>,
+    /// A delayed message: stored, and routed at this time (ms since the epoch).
+    pub scheduled_at: Option<i64>,
+}
+
+impl Published {
+    /// No queue took the message (and it is not waiting to be routed later).
+    pub fn unroutable(&self) -> bool {
+        self.routed.is_empty() && self.scheduled_at.is_none()
+    }
+}
+
+/// How a message is published, beyond its properties.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Route and deliver it at this time (ms since the epoch) instead of now. When unset, the
+    /// headers `x-delay` / `AMQ_SCHEDULED_DELAY` (ms from now) are read instead; a time not in
+    /// the future means now.
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// A message read by offset.
@@ -559,6 +577,20 @@ impl Session {
         routing_key: &str,
         msg: &Message,
     ) -> CoreResult<Published> {
+        self.publish_with(exchange, routing_key, msg, &PublishOptions::default())
+    }
+
+    /// [`Session::publish`] with options: a delivery time (delayed message).
+    ///
+    /// # Errors
+    /// As [`Session::publish`].
+    pub fn publish_with(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+        opts: &PublishOptions,
+    ) -> CoreResult<Published> {
         if self.write_ok.as_deref() != Some(exchange) {
             self.check(Access::Write, exchange)?;
             self.write_ok = Some(exchange.to_string());
@@ -570,6 +602,21 @@ impl Session {
                     self.info.user
                 )));
             }
+        }
+        let now = super::now_ms();
+        let due = opts
+            .deliver_at_ms
+            .or_else(|| {
+                super::schedule::delay_requested(&msg.properties.headers)
+                    .map(|d| now.saturating_add(d))
+            })
+            .filter(|t| *t > now);
+        if let Some(due) = due {
+            self.broker.check_publishable(&self.vhost, exchange)?;
+            let end =
+                self.broker
+                    .schedule_message(&self.info.vhost, exchange, routing_key, msg, due)?;
+            return Ok(self.published(Vec::new(), end, Some(due)));
         }
         let (routed, end) = self
             .broker
@@ -583,7 +630,13 @@ impl Session {
                 super::now_ms(),
             );
         }
-        self.vhost_counters.publish(!routed.is_empty());
+        Ok(self.published(routed, end, None))
+    }
+
+    /// Counts a stored publish and arranges its confirm once `end` is stored.
+    fn published(&mut self, routed: Vec<Routed>, end: u64, scheduled_at: Option<i64>) -> Published {
+        self.vhost_counters
+            .publish(!routed.is_empty() || scheduled_at.is_some());
         if let Some(c) = &self.conn {
             c.entry
                 .published
@@ -592,7 +645,11 @@ impl Session {
         self.publish_seq += 1;
         let seq = self.publish_seq;
         self.confirm_after(seq, end);
-        Ok(Published { seq, routed })
+        Published {
+            seq,
+            routed,
+            scheduled_at,
+        }
     }
 
     fn confirm_after(&mut self, seq: u64, end: u64) {

@@ -22,7 +22,7 @@ use wire::{Body, ErrorCode, Frame};
 
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Message,
-    Properties, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
+    Properties, PublishOptions, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -601,15 +601,18 @@ impl Connection {
     }
 
     fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
+        let opts = PublishOptions {
+            deliver_at_ms: p.properties.deliver_at_ms,
+        };
         let msg = Message {
             properties: props_in(p.properties),
             body: p.body,
         };
         let published = self
             .session
-            .publish(&p.exchange, &p.routing_key, &msg)
+            .publish_with(&p.exchange, &p.routing_key, &msg, &opts)
             .inspect_err(|e| self.on_publish_error(e))?;
-        if published.routed.is_empty() && p.mandatory {
+        if published.unroutable() && p.mandatory {
             return Ok(Some(Body::Returned(wire::Returned {
                 reply_code: ErrorCode::NoRoute.code(),
                 reply_text: "NO_ROUTE".into(),
@@ -639,13 +642,16 @@ impl Connection {
         let mut last = 0;
         for m in b.messages {
             let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
+            let opts = PublishOptions {
+                deliver_at_ms: m.properties.deliver_at_ms,
+            };
             let msg = Message {
                 properties: props_in(m.properties),
                 body: m.body,
             };
             let p = self
                 .session
-                .publish(&b.exchange, rk, &msg)
+                .publish_with(&b.exchange, rk, &msg, &opts)
                 .inspect_err(|e| self.on_publish_error(e))?;
             last = p.seq;
             routes.push(
