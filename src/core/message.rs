@@ -191,12 +191,16 @@ impl StoredMeta {
 /// message.
 pub const TAG_HEADER: &str = "x-tag";
 
-/// A message's tag: its `tag` property, else a text [`TAG_HEADER`] header.
+/// RabbitMQ streams' header for a message's filter value, read as its tag too.
+pub const STREAM_FILTER_HEADER: &str = "x-stream-filter-value";
+
+/// A message's tag: its `tag` property, else a text [`TAG_HEADER`] (or
+/// [`STREAM_FILTER_HEADER`]) header.
 pub fn tag_of(p: &Properties) -> Option<&str> {
     p.tag.as_deref().or_else(|| {
         p.headers
             .iter()
-            .find(|(k, _)| k == TAG_HEADER)
+            .find(|(k, _)| k == TAG_HEADER || k == STREAM_FILTER_HEADER)
             .and_then(|(_, v)| match v {
                 Value::Str(s) => Some(s.as_str()),
                 Value::Bytes(b) => std::str::from_utf8(b).ok(),

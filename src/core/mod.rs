@@ -12,6 +12,7 @@
 mod admin;
 pub mod auth;
 mod error;
+pub mod filter;
 mod memory;
 pub mod message;
 pub mod meta;

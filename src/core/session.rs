@@ -19,6 +19,10 @@ use super::queue::{ConsumeSpec, ConsumerId, QueueCmd, QueueHandle, Settle};
 use super::retained::RetainedMessage;
 use super::BrokerInner;
 
+/// Broadcast consumption: member `m` of group `g` reads in the group `g@m` (`m` is the
+/// client id).
+pub const BROADCAST_SEPARATOR: char = '@';
+
 /// A consumer's tag, unique within its session.
 pub type ConsumerTag = Arc<str>;
 
@@ -687,6 +691,18 @@ impl Session {
         if spec.tag.is_empty() {
             spec.tag = format!("ctag-{}.{}", self.id, self.next_tag);
             self.next_tag += 1;
+        }
+        if spec.broadcast {
+            // Every member reads in a group of its own, named by its client id so that its
+            // offsets outlive its connections.
+            let member = if self.info.client_id.is_empty() {
+                format!("session-{}", self.id)
+            } else {
+                self.info.client_id.clone()
+            };
+            spec.group = format!("{}{BROADCAST_SEPARATOR}{member}", spec.group);
+            spec.broadcast = false;
+            spec.exclusive_partitions = false;
         }
         let tag: ConsumerTag = ConsumerTag::from(spec.tag.as_str());
         if self.consumers.contains_key(&tag) {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
 
+use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Message,
     Properties, PublishOptions, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
@@ -696,6 +697,16 @@ impl Connection {
         let cid = self.next_consumer;
         self.next_consumer += 1;
         let tag = format!("native-{cid}");
+        let filter = match (s.tags.is_empty(), s.sql.is_empty()) {
+            (true, true) => None,
+            (false, true) => Filter::tags(&s.tags)?,
+            (true, false) => Some(Filter::sql(&s.sql)?),
+            (false, false) => {
+                return Err(CoreError::Invalid(
+                    "give tags or an SQL selector, not both".into(),
+                ))
+            }
+        };
         let (_, partitions) = self
             .session
             .consume(ConsumeSpec {
@@ -707,6 +718,9 @@ impl Connection {
                 exclusive_partitions: s.exclusive_partitions,
                 tag: tag.clone(),
                 exclusive: false,
+                filter: filter.map(std::sync::Arc::new),
+                ordered: s.ordered,
+                broadcast: s.broadcast,
             })
             .await?;
         self.consumers.insert(cid, tag.clone());

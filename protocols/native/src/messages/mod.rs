@@ -8,7 +8,7 @@ mod topology;
 pub use connection::{Close, ErrorResponse, Hello, Welcome};
 pub use consuming::{
     Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
-    SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
+    RetryPolicy, SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
 };
 pub use publishing::{
     BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
