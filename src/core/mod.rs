@@ -41,7 +41,8 @@ pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
 pub use queue::{
-    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX,
+    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, RetryPolicy, Settle, StartFrom,
+    DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
 };
 pub use registry::{CloseSignal, ConnectionInfo};
 pub use retained::RetainedMessage;

@@ -36,7 +36,9 @@ use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
 
 mod groups;
+mod retry;
 pub use groups::{GroupInfo, PartitionOffsets};
+pub use retry::{RetryPolicy, DLQ_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER};
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,6 +154,10 @@ pub struct ConsumeSpec {
     /// Broadcast consumption: every member of the group gets every message, with offsets of
     /// its own (kept per member, by client id).
     pub broadcast: bool,
+    /// Failed messages are retried with back-off through the group's retry queue, then
+    /// dead-lettered (the session fills in the queue names and subscribes the consumer to the
+    /// retry queue too).
+    pub retry: Option<RetryPolicy>,
 }
 
 /// Queue counters.
@@ -317,6 +323,8 @@ struct Cursor {
     buffer: VecDeque<QueueMessage>,
     /// Where the next store read starts (past `next_read` when a filter skipped entries).
     scanned_to: u64,
+    /// When in-flight messages were sent, for groups with a consume timeout.
+    sent: HashMap<u64, Instant>,
 }
 
 impl Cursor {
@@ -353,6 +361,8 @@ struct Group {
     filter: Option<Arc<Filter>>,
     /// One unsettled message per partition at a time.
     ordered: bool,
+    /// Retry and dead-letter policy.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 #[derive(Debug)]
@@ -526,7 +536,11 @@ impl Ctx {
             partition,
             offset: m.queue_offset,
             redelivered,
-            delivery_count: count,
+            delivery_count: if self.q.name.starts_with(RETRY_PREFIX) {
+                count + retry::earlier_failures(&meta.properties)
+            } else {
+                count
+            },
             store_ts: m.record.store_ts,
             exchange: meta.exchange,
             routing_key: meta.routing_key,
@@ -670,6 +684,7 @@ impl Actor {
                         owner: None,
                         buffer: VecDeque::new(),
                         scanned_to: committed,
+                        sent: HashMap::new(),
                     }
                 })
                 .collect();
@@ -682,6 +697,7 @@ impl Actor {
                     rr: 0,
                     filter: None,
                     ordered: false,
+                    retry: None,
                 },
             );
             self.dirty = true;
@@ -696,6 +712,7 @@ impl Actor {
                 rr: 0,
                 filter: None,
                 ordered: false,
+                retry: None,
             })
     }
 
@@ -815,6 +832,9 @@ impl Actor {
                     source(&group.filter).unwrap_or_else(|| "none".into())
                 )));
             }
+        }
+        if group.members.is_empty() {
+            group.retry = spec.retry.clone().map(Arc::new);
         }
         group.exclusive_partitions = exclusive_partitions;
         group.ordered = spec.ordered;
@@ -990,6 +1010,33 @@ impl Actor {
                 self.consumers.remove(&consumer); // a basic.get, now settled
             }
         }
+        let policy = self
+            .groups
+            .get(&group)
+            .filter(|g| !g.ordered)
+            .and_then(|g| g.retry.clone());
+        let Some(cur) = self
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.parts.get_mut(usize::from(partition)))
+        else {
+            return;
+        };
+        cur.sent.remove(&offset);
+        if let (Some(policy), Settle::Requeue | Settle::Reject) = (policy, how) {
+            let key = cur.key;
+            cur.settle(offset);
+            self.ctx.retry_or_dead_letter(
+                &policy,
+                key,
+                partition,
+                offset,
+                count,
+                how == Settle::Reject,
+            );
+            self.dirty = true;
+            return;
+        }
         let limit = self.ctx.q.def.args.delivery_limit;
         match how {
             Settle::Ack => {
@@ -1080,6 +1127,9 @@ impl Actor {
                         } else {
                             cur.inflight.insert(offset, (id, count));
                             c.inflight += 1;
+                            if g.retry.as_ref().is_some_and(|p| p.consume_timeout_ms > 0) {
+                                cur.sent.insert(offset, Instant::now());
+                            }
                         }
                         // A closed session's consumer is removed by its close, which requeues.
                         let _ = c.sink.send(SessionEvent::Delivery(Box::new(d)));
@@ -1374,6 +1424,7 @@ impl Actor {
             }
         }
         self.expire_heads();
+        self.expire_deliveries();
         if self.dirty {
             self.save_offsets();
         }

@@ -242,6 +242,15 @@ type SettleBatch = (Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>);
 struct ConsumerEntry {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
+    /// The same consumer on its group's retry queue (groups with a retry policy).
+    retry: Option<(Arc<QueueHandle>, ConsumerId)>,
+}
+
+impl ConsumerEntry {
+    /// Every (queue, consumer) this entry stands for.
+    fn subscriptions(&self) -> impl Iterator<Item = (&Arc<QueueHandle>, ConsumerId)> {
+        std::iter::once((&self.queue, self.id)).chain(self.retry.iter().map(|(q, id)| (q, *id)))
+    }
 }
 
 /// One client session. Owned by one gateway task; not `Clone`.
@@ -710,6 +719,66 @@ impl Session {
                 "consumer tag '{tag}' is in use"
             )));
         }
+        let retry_q = match &mut spec.retry {
+            Some(policy) => {
+                let (retry, dlq) = super::RetryPolicy::queue_names(&spec.queue, &spec.group);
+                // Both exist before the first failure: a retry is routed to its queue when due.
+                let mut queues = Vec::new();
+                for name in [&retry, &dlq] {
+                    let decl = QueueDecl {
+                        name: name.clone(),
+                        durable: true,
+                        ..QueueDecl::default()
+                    };
+                    queues.push(
+                        self.broker
+                            .declare_queue(&self.info.vhost, decl, self.owner)?,
+                    );
+                }
+                policy.retry_queue = retry;
+                policy.dlq = dlq;
+                queues.into_iter().next()
+            }
+            None => None,
+        };
+        let retry_spec = retry_q.as_ref().map(|rq| ConsumeSpec {
+            queue: rq.name.clone(),
+            group: String::new(),
+            start: super::StartFrom::Committed,
+            exclusive_partitions: false,
+            exclusive: false,
+            filter: None,
+            ordered: false,
+            broadcast: false,
+            ..spec.clone()
+        });
+        let (id, parts) = self.subscribe_to(&q, spec).await?;
+        let retry = match (retry_q, retry_spec) {
+            (Some(rq), Some(rs)) => match self.subscribe_to(&rq, rs).await {
+                Ok((rid, _)) => Some((rq, rid)),
+                Err(e) => {
+                    let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        self.consumers.insert(
+            tag.clone(),
+            ConsumerEntry {
+                queue: q,
+                id,
+                retry,
+            },
+        );
+        Ok((tag, parts))
+    }
+
+    async fn subscribe_to(
+        &mut self,
+        q: &Arc<QueueHandle>,
+        spec: ConsumeSpec,
+    ) -> CoreResult<(ConsumerId, Vec<u16>)> {
         let id = self
             .broker
             .next_consumer
@@ -723,9 +792,7 @@ impl Session {
                 reply,
             })
             .await??;
-        self.consumers
-            .insert(tag.clone(), ConsumerEntry { queue: q, id });
-        Ok((tag, parts))
+        Ok((id, parts))
     }
 
     /// Stops a consumer and gives its unacked deliveries back to the queue at once (native
@@ -738,8 +805,10 @@ impl Session {
             .consumers
             .remove(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
-        self.unacked.retain(|_, (_, cid, _, _)| *cid != c.id);
-        let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        for (q, id) in c.subscriptions() {
+            self.unacked.retain(|_, (_, cid, _, _)| *cid != id);
+            let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+        }
         Ok(())
     }
 
@@ -755,8 +824,10 @@ impl Session {
             .remove(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
         // Its unacked deliveries stay with the session, settleable, until the session closes.
-        self.holders.push((Arc::downgrade(&c.queue), c.id));
-        let _ = c.queue.tx.send(QueueCmd::Cancel { id: c.id });
+        for (q, id) in c.subscriptions() {
+            self.holders.push((Arc::downgrade(q), id));
+            let _ = q.tx.send(QueueCmd::Cancel { id });
+        }
         Ok(())
     }
 
@@ -769,10 +840,12 @@ impl Session {
             .consumers
             .get(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
-        let _ = c.queue.tx.send(QueueCmd::SetPrefetch {
-            consumer: c.id,
-            prefetch,
-        });
+        for (q, id) in c.subscriptions() {
+            let _ = q.tx.send(QueueCmd::SetPrefetch {
+                consumer: id,
+                prefetch,
+            });
+        }
         Ok(())
     }
 
@@ -818,6 +891,63 @@ impl Session {
     /// Ids of this session's unsettled deliveries, for protocols that ack cumulatively.
     pub fn unsettled(&self) -> impl Iterator<Item = u64> + '_ {
         self.unacked.keys().copied()
+    }
+
+    /// Moves up to `max` messages of dead-letter queue `dlq` back to the retry queue of the
+    /// group that gave up on them (their `x-retry-queue` header), with their retry count
+    /// reset, so that only that group gets them again. Returns how many moved. A message
+    /// without the header (published there by hand) stops the re-drive and stays.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read on the dead-letter queue), `NotFound`, `Blocked`.
+    pub async fn redrive(&mut self, dlq: &str, max: u64) -> CoreResult<u64> {
+        self.check(Access::Read, dlq)?;
+        let q = self.queue(dlq)?;
+        let mut moved = 0;
+        while moved < max {
+            let Some(d) = q.ask(|reply| QueueCmd::Get { reply }).await? else {
+                break;
+            };
+            let settle = |how| QueueCmd::Settle {
+                items: vec![(d.consumer_id, d.partition, d.offset)],
+                how,
+            };
+            let target = d
+                .message
+                .properties
+                .header(super::RETRY_QUEUE_HEADER)
+                .and_then(Value::as_str_lossy);
+            let Some(target) = target else {
+                let _ = q.tx.send(settle(Settle::Requeue));
+                break;
+            };
+            let mut msg = d.message.clone();
+            msg.properties.amqp_header = None;
+            msg.properties.headers.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    super::RETRY_COUNT_HEADER | super::RETRY_QUEUE_HEADER | "x-dlq-reason"
+                )
+            });
+            match self
+                .broker
+                .publish_internal(&self.info.vhost, "", &target, &msg)
+            {
+                Ok((routed, _)) if !routed.is_empty() => {
+                    let _ = q.tx.send(settle(Settle::Ack));
+                    moved += 1;
+                }
+                Ok(_) => {
+                    let _ = q.tx.send(settle(Settle::Requeue));
+                    return Err(CoreError::not_found("queue", target));
+                }
+                Err(e) => {
+                    let _ = q.tx.send(settle(Settle::Requeue));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Takes one message from a queue's default group (AMQP basic.get), or `None` if empty.
@@ -941,7 +1071,9 @@ impl Session {
         }
         self.closed = true;
         for (_, c) in self.consumers.drain() {
-            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+            for (q, id) in c.subscriptions() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
         }
         for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {
@@ -961,7 +1093,9 @@ impl Drop for Session {
         }
         // Best effort without awaiting: stop consumers so their messages are redelivered.
         for (_, c) in self.consumers.drain() {
-            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+            for (q, id) in c.subscriptions() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
         }
         for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {

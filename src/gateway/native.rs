@@ -23,7 +23,8 @@ use wire::{Body, ErrorCode, Frame};
 use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Message,
-    Properties, PublishOptions, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
+    Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle, StartFrom,
+    Value,
 };
 
 /// Connection settings the gateway needs.
@@ -576,6 +577,11 @@ impl Connection {
                         end_offset: r.end_offset,
                     }))
                 }),
+            Body::Redrive(r) => self
+                .session
+                .redrive(&r.queue, r.max)
+                .await
+                .map(|n| Some(Body::Deleted(wire::Deleted { messages: n }))),
             Body::QueryOffset(q) => self
                 .session
                 .offset_for_time(&q.queue, q.partition, q.time_ms)
@@ -721,6 +727,9 @@ impl Connection {
                 filter: filter.map(std::sync::Arc::new),
                 ordered: s.ordered,
                 broadcast: s.broadcast,
+                retry: s
+                    .retry
+                    .map(|r| RetryPolicy::new(r.max_attempts, r.backoff_ms, r.consume_timeout_ms)),
             })
             .await?;
         self.consumers.insert(cid, tag.clone());

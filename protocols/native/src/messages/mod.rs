@@ -2,6 +2,7 @@
 
 mod connection;
 mod consuming;
+mod messaging;
 mod publishing;
 mod topology;
 
@@ -10,6 +11,7 @@ pub use consuming::{
     Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
     RetryPolicy, SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
 };
+pub use messaging::Redrive;
 pub use publishing::{
     BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
 };

@@ -480,6 +480,9 @@ pub fn body() -> impl Strategy<Value = Body> {
         any::<u64>()
             .prop_map(|offset| Body::Offset(Offset { offset }))
             .boxed(),
+        (string(), any::<u64>())
+            .prop_map(|(queue, max)| Body::Redrive(Redrive { queue, max }))
+            .boxed(),
     ];
     assert_eq!(arms.len(), Opcode::ALL.len(), "one strategy per opcode");
     Union::new(arms)
