@@ -120,5 +120,6 @@ pub use producer::{Confirm, Producer};
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
-    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, Route, StartPosition, DEFAULT_PORT,
+    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, RetryPolicy, Route, StartPosition,
+    DEFAULT_PORT,
 };

@@ -12,6 +12,7 @@
 mod admin;
 pub mod auth;
 mod error;
+pub mod filter;
 mod memory;
 pub mod message;
 pub mod meta;
@@ -19,7 +20,9 @@ pub mod metrics;
 mod queue;
 mod registry;
 mod retained;
+pub mod schedule;
 mod session;
+mod sysq;
 pub mod topic;
 mod vhost;
 
@@ -38,13 +41,14 @@ pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
 pub use queue::{
-    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX,
+    ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, RetryPolicy, Settle, StartFrom,
+    DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
 };
 pub use registry::{CloseSignal, ConnectionInfo};
 pub use retained::RetainedMessage;
 pub use session::{
-    BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
-    ReadResult, Routed, Session, SessionEvent, StoredMessage,
+    BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
+    QueueDecl, QueueInfo, ReadResult, Routed, Session, SessionEvent, StoredMessage,
 };
 
 use meta::{BindingDef, ExchangeDef, MetaFile, Metadata, QueueDef};
@@ -100,6 +104,8 @@ pub struct BrokerInner {
     /// Retained messages by vhost, exchange and routing key.
     pub(crate) retained: Arc<retained::Retained>,
     connections: Arc<registry::Connections>,
+    /// Delayed messages waiting for their time.
+    pub(crate) schedule: Arc<schedule::Scheduler>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -172,6 +178,7 @@ impl Broker {
         meta.next_queue_id = meta.next_queue_id.div_ceil(ID_BLOCK) * ID_BLOCK + 1;
         metafile.save(&meta)?;
 
+        let schedule = Arc::new(schedule::Scheduler::open(&store, &cfg.data_dir)?);
         let inner = Arc::new_cyclic(|me| BrokerInner {
             store: Arc::new(store),
             vhosts: RwLock::new(HashMap::new()),
@@ -187,7 +194,11 @@ impl Broker {
             stop: tokio_util::sync::CancellationToken::new(),
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
+            schedule,
         });
+        inner
+            .tasks
+            .spawn(schedule::run(Arc::downgrade(&inner), inner.stop.clone()));
         inner.tasks.spawn(retained::saver(
             Arc::clone(&inner.retained),
             inner.stop.clone(),
@@ -220,7 +231,7 @@ impl Broker {
         }
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
-            if !live_ids.contains(&key.queue) {
+            if !live_ids.contains(&key.queue) && !sysq::is_system(key.queue) {
                 inner.store.delete_queue(key)?;
             }
         }
@@ -768,12 +779,27 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.store_routed_ext(queues, exchange, rk, msg, &[], None)
+    }
+
+    /// [`BrokerInner::store_routed`] with more: system queues the record also goes to
+    /// (`extra`, even when no queue of the vhost takes it) and what [`message::MetaExt`] says
+    /// about it.
+    pub(crate) fn store_routed_ext(
+        &self,
+        queues: Vec<Arc<QueueHandle>>,
+        exchange: &str,
+        rk: &str,
+        msg: &Message,
+        extra: &[junction_store::QueueKey],
+        ext: Option<message::MetaExt>,
+    ) -> CoreResult<(Vec<Routed>, u64)> {
         if self.memory_alarm.load(Ordering::Relaxed) {
             return Err(CoreError::Blocked(
                 "memory use above the high watermark".into(),
             ));
         }
-        if queues.is_empty() {
+        if queues.is_empty() && extra.is_empty() {
             return Ok((Vec::new(), 0));
         }
         for q in queues
@@ -799,39 +825,17 @@ impl BrokerInner {
         }
         let sharding = msg.properties.sharding_key.as_deref();
         let parts: Vec<u16> = queues.iter().map(|q| q.pick_partition(sharding)).collect();
-        let targets: Vec<junction_store::QueueKey> =
+        let mut targets: Vec<junction_store::QueueKey> =
             queues.iter().zip(&parts).map(|(q, p)| q.key(*p)).collect();
+        targets.extend_from_slice(extra);
         let meta = message::StoredMeta {
             exchange: exchange.into(),
             routing_key: rk.into(),
             properties: msg.properties.clone(),
+            ext,
         };
-        let props = meta.encode();
-        let keys: Vec<&[u8]> = msg.properties.keys.iter().map(|k| k.as_bytes()).collect();
-        let appended = self
-            .store
-            .write(&AppendRequest {
-                targets: &targets,
-                born_ts: msg.properties.timestamp_ms.unwrap_or_else(now_ms),
-                msg_id: msg
-                    .properties
-                    .message_id
-                    .as_deref()
-                    .unwrap_or_default()
-                    .as_bytes(),
-                keys: &keys,
-                tag_hash: message::tag_hash(msg.properties.tag.as_deref()),
-                flags: u32::from(msg.properties.persistent),
-                properties: &props,
-                body: &msg.body,
-            })
-            .map_err(|e| match e {
-                StoreError::DiskLow { .. } => CoreError::Blocked(e.to_string()),
-                StoreError::RecordTooLarge { .. } | StoreError::InvalidRequest(_) => {
-                    CoreError::Invalid(e.to_string())
-                }
-                e => CoreError::Store(e),
-            })?;
+        let tag_hash = message::tag_hash(message::tag_of(&msg.properties));
+        let appended = self.append(&targets, &meta, tag_hash, &msg.body)?;
         let routed = queues
             .iter()
             .zip(&parts)
@@ -847,6 +851,39 @@ impl BrokerInner {
             })
             .collect();
         Ok((routed, appended.end()))
+    }
+
+    /// Appends one record for `targets` (queue partitions, system queues or both): the message
+    /// id and keys of `meta.properties` are indexed; `tag_hash` goes to every consume-queue
+    /// entry. Store errors become what clients are told (`Blocked` for a low disk).
+    pub(crate) fn append(
+        &self,
+        targets: &[junction_store::QueueKey],
+        meta: &message::StoredMeta,
+        tag_hash: u64,
+        body: &[u8],
+    ) -> CoreResult<junction_store::Appended> {
+        let props = meta.encode();
+        let p = &meta.properties;
+        let keys: Vec<&[u8]> = p.keys.iter().map(|k| k.as_bytes()).collect();
+        self.store
+            .write(&AppendRequest {
+                targets,
+                born_ts: p.timestamp_ms.unwrap_or_else(now_ms),
+                msg_id: p.message_id.as_deref().unwrap_or_default().as_bytes(),
+                keys: &keys,
+                tag_hash,
+                flags: u32::from(p.persistent),
+                properties: &props,
+                body,
+            })
+            .map_err(|e| match e {
+                StoreError::DiskLow { .. } => CoreError::Blocked(e.to_string()),
+                StoreError::RecordTooLarge { .. } | StoreError::InvalidRequest(_) => {
+                    CoreError::Invalid(e.to_string())
+                }
+                e => CoreError::Store(e),
+            })
     }
 
     /// Removes a queue everywhere (vhost, metadata, bindings, store); its actor has stopped or
