@@ -6,6 +6,7 @@
 //! - [`gateway`]: one module per protocol, mapping a connection onto a core session.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`config`]: `conf/junction.toml` -> typed configuration.
+//! - [`tls`]: TLS for every listener (rustls): handshake, client certificates, the stream type.
 //! - [`admin`]: the HTTP admin API, Prometheus `/metrics` and the OpenAPI document.
 //! - [`ctl`]: `junction ctl`, the admin API from the command line.
 //! - The store is the `junction-store` crate.
@@ -16,3 +17,4 @@ pub mod core;
 pub mod ctl;
 pub mod gateway;
 pub mod server;
+pub mod tls;

@@ -36,7 +36,7 @@ use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
 pub use admin::{FoundMessage, Lookup, QueueSummary};
-pub use auth::{Access, Permission, User};
+pub use auth::{Access, Credential, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
@@ -266,7 +266,31 @@ impl Broker {
         protocol: &'static str,
         client_id: &str,
     ) -> CoreResult<Session> {
-        let mut s = self.connect_unlisted(user, password, vhost, peer, protocol, client_id)?;
+        self.connect_with(
+            user,
+            Credential::Password(password),
+            vhost,
+            peer,
+            protocol,
+            client_id,
+        )
+    }
+
+    /// As [`Broker::connect`], with the user proven by `credential`: a password, or a
+    /// client certificate the TLS listener verified (RabbitMQ's EXTERNAL mechanism).
+    ///
+    /// # Errors
+    /// As [`Broker::connect`].
+    pub fn connect_with(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
+        let mut s = self.open_session(user, credential, vhost, peer, protocol, client_id)?;
         s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
         Ok(s)
     }
@@ -285,13 +309,26 @@ impl Broker {
         protocol: &'static str,
         client_id: &str,
     ) -> CoreResult<Session> {
+        let credential = Credential::Password(password);
+        self.open_session(user, credential, vhost, peer, protocol, client_id)
+    }
+
+    fn open_session(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
         let refused = |why: &str| {
             tracing::info!(user, vhost, protocol, peer = ?peer, why, "authentication refused");
             CoreError::AccessRefused(format!("login refused for user '{user}': {why}"))
         };
         let grants = {
             let meta = lock(&self.inner.meta);
-            Self::check_user(&meta, user, password, peer).map_err(&refused)?;
+            Self::check_user(&meta, user, credential, peer).map_err(&refused)?;
             if !meta.vhosts.iter().any(|v| v == vhost) {
                 return Err(refused("no such vhost"));
             }
@@ -326,8 +363,22 @@ impl Broker {
         peer: Option<SocketAddr>,
         protocol: &'static str,
     ) -> CoreResult<()> {
+        self.authenticate_with(user, Credential::Password(password), peer, protocol)
+    }
+
+    /// As [`Broker::authenticate`], with the user proven by `credential`.
+    ///
+    /// # Errors
+    /// As [`Broker::authenticate`].
+    pub fn authenticate_with(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+    ) -> CoreResult<()> {
         let meta = lock(&self.inner.meta);
-        Self::check_user(&meta, user, password, peer).map_err(|why| {
+        Self::check_user(&meta, user, credential, peer).map_err(|why| {
             tracing::info!(user, protocol, peer = ?peer, why, "authentication refused");
             CoreError::AccessRefused(format!("login refused for user '{user}': {why}"))
         })
@@ -336,7 +387,7 @@ impl Broker {
     fn check_user(
         meta: &Metadata,
         user: &str,
-        password: &str,
+        credential: Credential<'_>,
         peer: Option<SocketAddr>,
     ) -> Result<(), &'static str> {
         let u = meta
@@ -344,8 +395,11 @@ impl Broker {
             .iter()
             .find(|u| u.name == user)
             .ok_or("unknown user or bad password")?;
-        if !auth::verify_password(&u.password_hash, password) {
-            return Err("unknown user or bad password");
+        match credential {
+            Credential::Password(p) if !auth::verify_password(&u.password_hash, p) => {
+                return Err("unknown user or bad password")
+            }
+            Credential::Password(_) | Credential::Certificate => {}
         }
         if u.loopback_only && !auth::is_loopback(peer.map(|p| p.ip())) {
             return Err("user may only connect from localhost");

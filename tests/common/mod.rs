@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod mqtt;
 pub mod python;
 pub mod stomp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
