@@ -18,6 +18,7 @@ pub mod meta;
 pub mod metrics;
 mod queue;
 mod registry;
+mod replica;
 mod retained;
 mod session;
 pub mod topic;
@@ -41,6 +42,7 @@ pub use queue::{
     ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, Settle, StartFrom, EPHEMERAL_GROUP_PREFIX,
 };
 pub use registry::{CloseSignal, ConnectionInfo};
+pub use replica::ReplicatedMeta;
 pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, Published, QueueDecl, QueueInfo,
@@ -65,6 +67,9 @@ pub struct CoreConfig {
     /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
     /// 0 disables the alarm.
     pub memory_high_watermark: f64,
+    /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
+    /// cluster: a slave receives records before the metadata naming their queue).
+    pub keep_unknown_queues: bool,
 }
 
 impl CoreConfig {
@@ -76,6 +81,7 @@ impl CoreConfig {
             data_dir,
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
+            keep_unknown_queues: false,
         }
     }
 }
@@ -100,6 +106,10 @@ pub struct BrokerInner {
     /// Retained messages by vhost, exchange and routing key.
     pub(crate) retained: Arc<retained::Retained>,
     connections: Arc<registry::Connections>,
+    /// A slave of a broker group: writes are refused (see `replica`).
+    read_only: std::sync::atomic::AtomicBool,
+    read_only_why: Mutex<String>,
+    data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -187,6 +197,9 @@ impl Broker {
             stop: tokio_util::sync::CancellationToken::new(),
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
+            read_only: std::sync::atomic::AtomicBool::new(false),
+            read_only_why: Mutex::new(String::new()),
+            data_dir: cfg.data_dir.clone(),
         });
         inner.tasks.spawn(retained::saver(
             Arc::clone(&inner.retained),
@@ -220,7 +233,7 @@ impl Broker {
         }
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
-            if !live_ids.contains(&key.queue) {
+            if !live_ids.contains(&key.queue) && !cfg.keep_unknown_queues {
                 inner.store.delete_queue(key)?;
             }
         }
@@ -603,6 +616,9 @@ impl BrokerInner {
             )));
         }
         let args = QueueArgs::parse(&d.args).map_err(CoreError::PreconditionFailed)?;
+        if d.durable && !d.exclusive {
+            self.check_writable()?;
+        }
         let def = QueueDef {
             vhost: vhost.into(),
             name: d.name.clone(),
@@ -768,6 +784,7 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.check_writable()?;
         if self.memory_alarm.load(Ordering::Relaxed) {
             return Err(CoreError::Blocked(
                 "memory use above the high watermark".into(),
