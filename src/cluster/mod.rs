@@ -218,6 +218,20 @@ fn registration(
             })
             .collect(),
         log_end: ha.broker.store().log_end(),
+        replicas: if master {
+            let in_sync = ha.in_sync();
+            ha.slaves()
+                .into_iter()
+                .map(|(id, s)| namesrv::ReplicaInfo {
+                    broker_id: id,
+                    acked: s.acked,
+                    connected: s.connected,
+                    in_sync: in_sync.contains(&id),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -58,6 +58,22 @@ pub struct Registration {
     pub topics: Vec<TopicInfo>,
     /// CommitLog end.
     pub log_end: u64,
+    /// A master's slaves: how far each has stored its log, and whether it is in sync.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// A slave as its master reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// The slave's id in the group.
+    pub broker_id: u64,
+    /// Everything below this CommitLog offset is stored on it.
+    pub acked: u64,
+    /// Whether it is connected.
+    pub connected: bool,
+    /// Whether it counts as in sync (acknowledging and caught up).
+    pub in_sync: bool,
 }
 
 /// One broker of a group, in a route.
@@ -311,6 +327,7 @@ mod tests {
                 })
                 .collect(),
             log_end: 0,
+            replicas: Vec::new(),
         }
     }
 
