@@ -19,6 +19,7 @@ pub mod meta;
 pub mod metrics;
 mod queue;
 mod registry;
+mod replica;
 mod retained;
 pub mod schedule;
 mod session;
@@ -45,6 +46,7 @@ pub use queue::{
     DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
 };
 pub use registry::{CloseSignal, ConnectionInfo};
+pub use replica::ReplicatedMeta;
 pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
@@ -69,6 +71,9 @@ pub struct CoreConfig {
     /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
     /// 0 disables the alarm.
     pub memory_high_watermark: f64,
+    /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
+    /// cluster: a slave receives records before the metadata naming their queue).
+    pub keep_unknown_queues: bool,
 }
 
 impl CoreConfig {
@@ -80,6 +85,7 @@ impl CoreConfig {
             data_dir,
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
+            keep_unknown_queues: false,
         }
     }
 }
@@ -106,6 +112,10 @@ pub struct BrokerInner {
     connections: Arc<registry::Connections>,
     /// Delayed messages waiting for their time.
     pub(crate) schedule: Arc<schedule::Scheduler>,
+    /// A slave of a broker group: writes are refused (see `replica`).
+    read_only: std::sync::atomic::AtomicBool,
+    read_only_why: Mutex<String>,
+    data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -195,6 +205,9 @@ impl Broker {
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
             schedule,
+            read_only: std::sync::atomic::AtomicBool::new(false),
+            read_only_why: Mutex::new(String::new()),
+            data_dir: cfg.data_dir.clone(),
         });
         inner
             .tasks
@@ -231,7 +244,10 @@ impl Broker {
         }
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
-            if !live_ids.contains(&key.queue) && !sysq::is_system(key.queue) {
+            if !live_ids.contains(&key.queue)
+                && !sysq::is_system(key.queue)
+                && !cfg.keep_unknown_queues
+            {
                 inner.store.delete_queue(key)?;
             }
         }
@@ -668,6 +684,9 @@ impl BrokerInner {
             )));
         }
         let args = QueueArgs::parse(&d.args).map_err(CoreError::PreconditionFailed)?;
+        if d.durable && !d.exclusive {
+            self.check_writable()?;
+        }
         let def = QueueDef {
             vhost: vhost.into(),
             name: d.name.clone(),
@@ -848,6 +867,7 @@ impl BrokerInner {
         extra: &[junction_store::QueueKey],
         ext: Option<message::MetaExt>,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.check_writable()?;
         if self.memory_alarm.load(Ordering::Relaxed) {
             return Err(CoreError::Blocked(
                 "memory use above the high watermark".into(),

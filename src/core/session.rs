@@ -699,7 +699,8 @@ impl Session {
                     while let Ok(next) = rx.try_recv() {
                         last = next; // the log end only grows: the last covers the rest
                     }
-                    let ev = match store.flushed(last.1).await {
+                    let confirmed = store.confirmed(last.1, tokio::time::sleep).await;
+                    let ev = match confirmed {
                         Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
                         Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
                     };
