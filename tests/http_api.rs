@@ -858,7 +858,7 @@ async fn connections_and_metrics_follow_real_clients() {
     };
     assert_eq!(by("published", "amqp"), Some(10.0), "{t}");
     assert_eq!(by("published", "native"), Some(5.0), "{t}");
-    assert_eq!(by("published", "stomp"), Some(0.0), "{t}");
+    assert_eq!(by("published", "stomp"), None, "no STOMP client came: {t}");
     assert!(by("delivered", "amqp").unwrap() >= 4.0, "{t}");
     // Store latency histograms: appends are sampled (the first of 15 at least), flushes are
     // the flusher's fsync rounds (periodic in async mode: wait for one).
@@ -1344,11 +1344,22 @@ async fn mqtt_sessions_and_retained_messages() {
     assert_eq!(pub_s["clean_session"], true, "{pub_s}");
     assert_eq!(pub_s["expiry_interval"], 0, "{pub_s}");
     assert_eq!(pub_s["queue"], Value::Null, "{pub_s}");
-    assert_eq!(
-        api.get("/api/mqtt/sessions/%2F").expect(200),
-        sessions,
-        "one vhost"
-    );
+    // One vhost's: the same sessions (their message counts may have moved meanwhile).
+    let one_vhost: Vec<Value> = api
+        .get("/api/mqtt/sessions/%2F")
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!([s["client_id"], s["connected"], s["subscriptions"]]))
+        .collect();
+    let all: Vec<Value> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!([s["client_id"], s["connected"], s["subscriptions"]]))
+        .collect();
+    assert_eq!(one_vhost, all);
     let one = api.get("/api/mqtt/sessions/%2F/panel-2").expect(200);
     assert_eq!(one["client_id"], "panel-2");
     api.get("/api/mqtt/sessions/%2F/nobody").error(404);

@@ -107,7 +107,7 @@ pub async fn publish(
     })?;
     confirmed?;
     s.close().await;
-    Ok(axum::Json(json!({"routed": !published.routed.is_empty()})))
+    Ok(axum::Json(json!({"routed": !published.unroutable()})))
 }
 
 /// The body of `POST /api/queues/{vhost}/{name}/get`.

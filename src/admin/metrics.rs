@@ -241,13 +241,7 @@ async fn collect(st: &AppState) -> Registry {
 
     let by_published = Family::<ProtocolLabels, Counter>::default();
     let by_delivered = Family::<ProtocolLabels, Counter>::default();
-    for (p, _) in st.listeners.iter().filter(|(p, _)| p != "http") {
-        let l = ProtocolLabels {
-            protocol: p.clone(),
-        };
-        by_published.get_or_create(&l).inc_by(0);
-        by_delivered.get_or_create(&l).inc_by(0);
-    }
+    // A protocol shows from its first connection on.
     for (p, published, delivered) in b.protocol_counters() {
         let l = ProtocolLabels {
             protocol: p.to_string(),

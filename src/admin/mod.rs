@@ -271,10 +271,12 @@ async fn no_challenge_for_scripts(
     res
 }
 
-/// Serves the API on `listener` until `stop` fires (requests in progress finish).
-/// `meters` has the bytes in and out of the other listeners.
+/// Serves the API on `listener` (HTTP) and `https` (HTTPS), whichever are given, until
+/// `stop` fires (requests in progress finish). `meters` has the bytes in and out of the other
+/// listeners.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    https: Option<crate::tls::HttpsListener>,
     broker: Broker,
     listeners: Vec<(String, SocketAddr)>,
     meters: Arc<Meters>,
@@ -282,14 +284,35 @@ pub async fn serve(
 ) {
     let rates = Arc::new(rates::Rates::default());
     let sampler = tokio::spawn(rates::run(Arc::clone(&rates), broker.clone(), stop.clone()));
-    let app = router(broker, listeners, meters, rates)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "http listener failed");
-    }
+    let app = router(broker, listeners, meters, rates);
+    let plain = async {
+        let Some(listener) = listener else { return };
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "http listener failed");
+        }
+    };
+    let tls = async {
+        use axum::serve::ListenerExt;
+        let Some(listener) = https else { return };
+        // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+        let listener = listener.tap_io(|_| {});
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "https listener failed");
+        }
+    };
+    tokio::join!(plain, tls);
     stop.cancel();
     let _ = sampler.await;
 }

@@ -86,6 +86,23 @@ impl Retained {
         }
     }
 
+    /// Replaces the whole set with the contents of a `retained.bin` (a slave taking its
+    /// master's); bytes that do not decode are logged and change nothing.
+    pub(crate) fn replace(&self, bytes: &[u8]) {
+        match postcard::from_bytes::<File>(bytes) {
+            Ok(f) if f.format == FORMAT => {
+                let mut table = Table::new();
+                for (vhost, exchange, rk, e) in f.entries {
+                    table.entry((vhost, exchange)).or_default().insert(rk, e);
+                }
+                *self.lock() = table;
+                self.dirty.store(true, Ordering::Release);
+            }
+            Ok(f) => tracing::error!(format = f.format, "replicated retained set: unknown format"),
+            Err(e) => tracing::error!(error = %e, "replicated retained set does not decode"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }

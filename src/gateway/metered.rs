@@ -2,8 +2,9 @@
 //! and writes to its listener's [`Traffic`], two relaxed atomic additions per read or write
 //! call (not per message). The admin API's `/metrics` reads them.
 //!
-//! Counted at the transport the gateway sees (TCP), so WebSocket listeners count their
-//! framing too; it is what crossed the listener's sockets.
+//! Counted on the accepted connection as the gateway reads and writes it: above TLS (a TLS
+//! listener counts the protocol's bytes, not the records' overhead) and below WebSocket (a
+//! WebSocket listener counts its framing too).
 
 use std::io;
 use std::ops::Deref;

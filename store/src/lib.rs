@@ -57,6 +57,7 @@ mod latency;
 mod mapped;
 pub mod record;
 mod recovery;
+mod replica;
 mod store;
 mod writer;
 
@@ -66,5 +67,6 @@ pub use error::{Result, StoreError};
 pub use index::{id_hash, key_hash};
 pub use latency::{LatencySnapshot, StoreLatencies, APPEND_SAMPLE_EVERY};
 pub use record::{AppendRequest, QueueKey, Record, Target};
+pub use replica::{truncate_log, ReplicaGate};
 pub use store::{QueueMessage, ReadBatch, Store, StoreStats};
 pub use writer::Appended;
