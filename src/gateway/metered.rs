@@ -1,5 +1,5 @@
 //! Bytes in and out per listener: an accepted stream wrapped in [`Metered`] adds what it reads
-//! and writes to its listener's [`Traffic`], two relaxed atomic additions per read or write
+//! and writes to its listener's [`Traffic`]: one relaxed atomic addition per read or write
 //! call (not per message). The admin API's `/metrics` reads them.
 //!
 //! Counted on the accepted connection as the gateway reads and writes it: above TLS (a TLS
