@@ -19,9 +19,12 @@ pub struct Workload {
     /// Password.
     #[arg(long, default_value = "guest")]
     pub password: String,
-    /// Queue to use (declared and emptied first).
+    /// Queue to use (declared and emptied first, unless `--keep`).
     #[arg(long, default_value = "bench")]
     pub queue: String,
+    /// Keep what the queue holds (do not purge it first): runs that add to a backlog.
+    #[arg(long)]
+    pub keep: bool,
     /// Message body size in bytes (at least 24).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
@@ -229,7 +232,9 @@ impl Shared {
             total_sent += p.await??;
         }
         let publish_elapsed = self.start.elapsed();
-        self.wait_received(total_sent).await;
+        if !consumers.is_empty() {
+            self.wait_received(total_sent).await;
+        }
         let elapsed = self.start.elapsed();
         progress.abort();
         for c in consumers {
@@ -284,7 +289,12 @@ pub fn report(
             .iter()
             .map(|v| v.iter().map(|w| u64::from(w.count_ones())).sum::<u64>())
             .sum();
-        (o.total_sent.saturating_sub(got), st.latency.clone())
+        let lost = if w.consumers == 0 {
+            0 // a publish-only run (filling a backlog)
+        } else {
+            o.total_sent.saturating_sub(got)
+        };
+        (lost, st.latency.clone())
     };
     let result = serde_json::json!({
         "protocol": protocol,

@@ -228,6 +228,22 @@ impl Client {
         }
     }
 
+    /// Messages found in the store by id, key or time (see [`LookupBy`](crate::LookupBy)),
+    /// at most `max` (1 to 1,000), with their properties and every queue partition and offset
+    /// where they are stored: newest first by id or key, oldest first by time. A consumed
+    /// message is still found until retention removes it.
+    pub async fn lookup(
+        &self,
+        by: junction_native::LookupBy,
+        max: u32,
+    ) -> Result<Vec<junction_native::FoundMessage>> {
+        let lookup = junction_native::Lookup { by, max };
+        match self.call(lookup.into()).await? {
+            Body::Found(f) => Ok(f.messages),
+            other => Err(SdkError::unexpected("Found", &other)),
+        }
+    }
+
     /// The first offset of a partition stored at or after `time_ms` (ms since the Unix epoch;
     /// the partition's end offset when nothing is that recent). Use it with
     /// [`StartPosition::Offset`](crate::StartPosition::Offset) or [`Client::pull`].

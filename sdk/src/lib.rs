@@ -120,6 +120,6 @@ pub use producer::{Confirm, Producer};
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
-    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, RetryPolicy, Route, StartPosition,
-    DEFAULT_PORT,
+    ErrorCode, ExchangeKind, FoundMessage, LookupBy, Properties, Pulled, PulledMessage,
+    RetryPolicy, Route, StartPosition, DEFAULT_PORT,
 };

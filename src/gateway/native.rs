@@ -22,9 +22,9 @@ use wire::{Body, ErrorCode, Frame};
 
 use crate::core::filter::Filter;
 use crate::core::{
-    BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Message,
-    Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle, StartFrom,
-    Value,
+    BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Lookup,
+    Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle,
+    StartFrom, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -577,6 +577,7 @@ impl Connection {
                         end_offset: r.end_offset,
                     }))
                 }),
+            Body::Lookup(l) => self.lookup(l),
             Body::Redrive(r) => self
                 .session
                 .redrive(&r.queue, r.max)
@@ -738,6 +739,54 @@ impl Connection {
             consumer_id: cid,
             partitions,
         })))
+    }
+
+    fn lookup(&mut self, l: wire::Lookup) -> Result<Option<Body>, CoreError> {
+        let by = match l.by {
+            wire::LookupBy::Id(id) => Lookup::Id(id),
+            wire::LookupBy::Key {
+                key,
+                begin_ms,
+                end_ms,
+            } => Lookup::Key {
+                key,
+                begin_ms,
+                end_ms,
+            },
+            wire::LookupBy::Time {
+                queue,
+                begin_ms,
+                end_ms,
+            } => Lookup::Time {
+                queue: (!queue.is_empty()).then_some(queue),
+                begin_ms,
+                end_ms,
+            },
+        };
+        let max = (l.max as usize).clamp(1, 1000);
+        let found = self.broker.lookup(&self.session, &by, max)?;
+        let messages = found
+            .into_iter()
+            .map(|m| wire::FoundMessage {
+                commitlog_offset: m.commitlog_offset,
+                store_ts: m.store_ts,
+                born_ts: m.born_ts,
+                exchange: m.exchange,
+                routing_key: m.routing_key,
+                positions: m
+                    .queues
+                    .into_iter()
+                    .map(|(queue, partition, offset)| wire::Route {
+                        queue,
+                        partition,
+                        offset,
+                    })
+                    .collect(),
+                properties: props_out(&m.message.properties),
+                body: m.message.body,
+            })
+            .collect();
+        Ok(Some(Body::Found(wire::Found { messages })))
     }
 
     fn settle(&mut self, ids: &[u64], how: Settle) -> Result<Option<Body>, CoreError> {

@@ -188,6 +188,11 @@ messages! {
     QueryOffset(QueryOffset) = 0x42, Client;
     /// `0x43` server -> client: the offset found ([`Offset`]).
     Offset(Offset) = 0x43, Server;
+    /// `0x44` client -> server: find messages by id, key or time ([`Lookup`]); answered by
+    /// `Found`.
+    Lookup(Lookup) = 0x44, Client;
+    /// `0x45` server -> client: the messages found ([`Found`]).
+    Found(Found) = 0x45, Server;
     /// `0x46` client -> server: move a dead-letter queue's messages back to their group's
     /// retry queue ([`Redrive`]); answered by `Deleted` (the number moved).
     Redrive(Redrive) = 0x46, Client;
@@ -231,7 +236,7 @@ from_payloads! {
     Nack => Nack, SetPrefetch => SetPrefetch, Deliver => Deliver, Assignment => Assignment,
     Cancelled => Cancelled,
     Pull => Pull, Pulled => Pulled, QueryOffset => QueryOffset, Offset => Offset,
-    Redrive => Redrive,
+    Lookup => Lookup, Found => Found, Redrive => Redrive,
 }
 
 #[cfg(test)]
@@ -240,7 +245,7 @@ mod tests {
 
     #[test]
     fn opcode_table_is_sorted_and_round_trips() {
-        assert_eq!(Opcode::ALL.len(), 36);
+        assert_eq!(Opcode::ALL.len(), 38);
         for pair in Opcode::ALL.windows(2) {
             assert!(pair[0] < pair[1]);
         }

@@ -88,6 +88,8 @@
 //! | `0x41` | `Pulled`          | S    | [`Pulled`]          | |
 //! | `0x42` | `QueryOffset`     | C    | [`QueryOffset`]     | `Offset` |
 //! | `0x43` | `Offset`          | S    | [`Offset`]          | |
+//! | `0x44` | `Lookup`          | C    | [`Lookup`]          | `Found` |
+//! | `0x45` | `Found`           | S    | [`Found`]           | |
 //! | `0x46` | `Redrive`         | C    | [`Redrive`]         | `Deleted` (messages moved) |
 //!
 //! Any request may instead be answered by `Error`. Opcode `0x00` and every byte not listed

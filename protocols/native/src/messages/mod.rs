@@ -11,7 +11,7 @@ pub use consuming::{
     Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
     RetryPolicy, SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
 };
-pub use messaging::Redrive;
+pub use messaging::{Found, FoundMessage, Lookup, LookupBy, Redrive};
 pub use publishing::{
     BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
 };

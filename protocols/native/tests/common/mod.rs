@@ -480,6 +480,65 @@ pub fn body() -> impl Strategy<Value = Body> {
         any::<u64>()
             .prop_map(|offset| Body::Offset(Offset { offset }))
             .boxed(),
+        (
+            prop_oneof![
+                string().prop_map(LookupBy::Id),
+                (string(), any::<i64>(), any::<i64>()).prop_map(|(key, begin_ms, end_ms)| {
+                    LookupBy::Key {
+                        key,
+                        begin_ms,
+                        end_ms,
+                    }
+                }),
+                (string(), any::<i64>(), any::<i64>()).prop_map(|(queue, begin_ms, end_ms)| {
+                    LookupBy::Time {
+                        queue,
+                        begin_ms,
+                        end_ms,
+                    }
+                }),
+            ],
+            any::<u32>(),
+        )
+            .prop_map(|(by, max)| Body::Lookup(Lookup { by, max }))
+            .boxed(),
+        vec(
+            (
+                any::<u64>(),
+                any::<i64>(),
+                any::<i64>(),
+                string(),
+                string(),
+                vec((string(), any::<u16>(), any::<u64>()), 0..3),
+                vec(any::<u8>(), 0..16),
+            ),
+            0..3,
+        )
+        .prop_map(|ms| {
+            Body::Found(Found {
+                messages: ms
+                    .into_iter()
+                    .map(|(c, s, b, exchange, routing_key, pos, body)| FoundMessage {
+                        commitlog_offset: c,
+                        store_ts: s,
+                        born_ts: b,
+                        exchange,
+                        routing_key,
+                        positions: pos
+                            .into_iter()
+                            .map(|(queue, partition, offset)| Route {
+                                queue,
+                                partition,
+                                offset,
+                            })
+                            .collect(),
+                        properties: Properties::default(),
+                        body: Bytes::from(body),
+                    })
+                    .collect(),
+            })
+        })
+        .boxed(),
         (string(), any::<u64>())
             .prop_map(|(queue, max)| Body::Redrive(Redrive { queue, max }))
             .boxed(),
