@@ -25,7 +25,8 @@ pub struct Workload {
     /// Keep what the queue holds (do not purge it first): runs that add to a backlog.
     #[arg(long)]
     pub keep: bool,
-    /// Message body size in bytes (at least 24).
+    /// Message body size in bytes (at least 24 when consumed: the body carries the producer,
+    /// its sequence number and the send time; a publish-only run may use less).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Messages to send in all (ignored with --duration).

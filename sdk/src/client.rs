@@ -162,6 +162,17 @@ impl Client {
         Producer::new(self.clone(), self.shared().opts.publish_window)
     }
 
+    /// An idempotent producer with id `producer_id` (unique among the vhost's producers, and
+    /// the same across the process's restarts), whose next sequence number is
+    /// `next_sequence` (1 for a new producer).
+    pub fn idempotent_producer(
+        &self,
+        producer_id: &str,
+        next_sequence: u64,
+    ) -> crate::producer::IdempotentProducer {
+        crate::producer::IdempotentProducer::new(self.producer(), producer_id, next_sequence)
+    }
+
     /// Starts consuming a queue; see [`Consumer`]. Fails with [`SdkError::Server`] when the
     /// server refuses (e.g. [`ErrorCode::NotFound`](crate::ErrorCode::NotFound)).
     pub async fn subscribe(&self, options: ConsumerOptions) -> Result<Consumer> {

@@ -102,6 +102,7 @@ mod admin;
 mod client;
 mod connection;
 mod consumer;
+mod dedup;
 mod error;
 mod message;
 mod options;
@@ -112,10 +113,11 @@ mod session;
 pub use admin::{Admin, ExchangeOptions, QueueInfo, QueueOptions};
 pub use client::{Client, ServerInfo};
 pub use consumer::{Consumer, Delivery};
+pub use dedup::Deduplicator;
 pub use error::{Result, SdkError};
 pub use message::{Destination, Message, SendReceipt};
 pub use options::{ClientOptions, ConsumerOptions, ReconnectOptions};
-pub use producer::{Confirm, Producer};
+pub use producer::{Confirm, IdempotentProducer, Producer};
 
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;

@@ -11,6 +11,7 @@
 
 mod admin;
 pub mod auth;
+mod dedup;
 mod error;
 pub mod filter;
 mod memory;
@@ -106,6 +107,8 @@ pub struct BrokerInner {
     connections: Arc<registry::Connections>,
     /// Delayed messages waiting for their time.
     pub(crate) schedule: Arc<schedule::Scheduler>,
+    /// Idempotent producers' recent sequences.
+    pub(crate) producers: dedup::Producers,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -195,6 +198,7 @@ impl Broker {
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
             schedule,
+            producers: dedup::Producers::default(),
         });
         inner
             .tasks
@@ -229,6 +233,14 @@ impl Broker {
                 }
             }
         }
+        let names: HashMap<u32, (String, String)> = meta
+            .queues
+            .iter()
+            .map(|q| (q.id, (q.vhost.clone(), q.name.clone())))
+            .collect();
+        inner
+            .producers
+            .rebuild(&inner.store, |id| names.get(&id).cloned());
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
             if !live_ids.contains(&key.queue) && !sysq::is_system(key.queue) {
@@ -742,6 +754,20 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.publish_checked_ext(vh, exchange, rk, msg, &[], None)
+    }
+
+    /// [`BrokerInner::publish_checked`], with system queues the record also goes to (only if a
+    /// queue of the vhost takes it) and what `ext` says about it.
+    fn publish_checked_ext(
+        &self,
+        vh: &VHostRef,
+        exchange: &str,
+        rk: &str,
+        msg: &Message,
+        extra: &[junction_store::QueueKey],
+        ext: Option<message::MetaExt>,
+    ) -> CoreResult<(Vec<Routed>, u64)> {
         let queues = {
             let st = rlock(vh);
             if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
@@ -752,7 +778,10 @@ impl BrokerInner {
             st.route(exchange, rk, &msg.properties)
                 .ok_or_else(|| CoreError::not_found("exchange", exchange))?
         };
-        self.store_routed(queues, exchange, rk, msg)
+        if queues.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        self.store_routed_ext(queues, exchange, rk, msg, extra, ext)
     }
 
     /// Routes and stores a message; returns where it went and the CommitLog end to wait on for

@@ -190,6 +190,9 @@ pub struct Published {
     pub routed: Vec<Routed>,
     /// A delayed message: stored, and routed at this time (ms since the epoch).
     pub scheduled_at: Option<i64>,
+    /// An idempotent producer's sequence that was stored before: nothing was stored now, and
+    /// `routed` says where the original went.
+    pub duplicate: bool,
 }
 
 impl Published {
@@ -206,6 +209,9 @@ pub struct PublishOptions {
     /// headers `x-delay` / `AMQ_SCHEDULED_DELAY` (ms from now) are read instead; a time not in
     /// the future means now.
     pub deliver_at_ms: Option<i64>,
+    /// An idempotent producer's id and this message's sequence number: a sequence already
+    /// stored for this producer (in this vhost) is not stored again.
+    pub producer: Option<(String, u64)>,
 }
 
 /// A message read by offset.
@@ -631,9 +637,42 @@ impl Session {
                     .schedule_message(&self.info.vhost, exchange, routing_key, msg, due)?;
             return Ok(self.published(Vec::new(), end, Some(due)));
         }
-        let (routed, end) = self
-            .broker
-            .publish_checked(&self.vhost, exchange, routing_key, msg)?;
+        let (routed, end) = match &opts.producer {
+            Some((producer, seq)) => {
+                let state = self.broker.producers.get(&self.info.vhost, producer);
+                let mut st = super::lock(&state);
+                match st.check(producer, *seq)? {
+                    super::dedup::Seen::Duplicate(routed) => {
+                        drop(st);
+                        // The original may still be on its way to the disk: confirm after it.
+                        let end = self.broker.store.stats().log_end;
+                        let mut p = self.published(routed, end, None);
+                        p.duplicate = true;
+                        return Ok(p);
+                    }
+                    super::dedup::Seen::New => {
+                        let ext = super::message::MetaExt {
+                            vhost: Some(self.info.vhost.clone()),
+                            producer: Some((producer.clone(), *seq)),
+                            ..super::message::MetaExt::default()
+                        };
+                        let (routed, end) = self.broker.publish_checked_ext(
+                            &self.vhost,
+                            exchange,
+                            routing_key,
+                            msg,
+                            &[super::sysq::PRODUCERS],
+                            Some(ext),
+                        )?;
+                        st.stored(*seq, routed.clone());
+                        (routed, end)
+                    }
+                }
+            }
+            None => self
+                .broker
+                .publish_checked(&self.vhost, exchange, routing_key, msg)?,
+        };
         if msg.properties.retain {
             self.broker.retained.set(
                 &self.info.vhost,
@@ -662,6 +701,7 @@ impl Session {
             seq,
             routed,
             scheduled_at,
+            duplicate: false,
         }
     }
 

@@ -162,6 +162,7 @@ enum Pending {
         seq: u64,
         request_id: u32,
         routes: Vec<wire::Route>,
+        duplicate: bool,
     },
     Batch {
         seq: u64,
@@ -611,6 +612,7 @@ impl Connection {
     fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
         let opts = PublishOptions {
             deliver_at_ms: p.properties.deliver_at_ms,
+            producer: p.producer,
         };
         let msg = Message {
             properties: props_in(p.properties),
@@ -640,6 +642,7 @@ impl Connection {
                 seq: published.seq,
                 request_id: id,
                 routes,
+                duplicate: published.duplicate,
             });
         }
         Ok(None)
@@ -652,6 +655,7 @@ impl Connection {
             let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
             let opts = PublishOptions {
                 deliver_at_ms: m.properties.deliver_at_ms,
+                ..PublishOptions::default()
             };
             let msg = Message {
                 properties: props_in(m.properties),
@@ -800,10 +804,17 @@ impl Connection {
                 while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
                     match self.pending.pop_front() {
                         Some(Pending::One {
-                            request_id, routes, ..
-                        }) => self
-                            .conn
-                            .push(request_id, wire::Published { results: routes }),
+                            request_id,
+                            routes,
+                            duplicate,
+                            ..
+                        }) => self.conn.push(
+                            request_id,
+                            wire::Published {
+                                results: routes,
+                                duplicate,
+                            },
+                        ),
                         Some(Pending::Batch {
                             request_id, routes, ..
                         }) => self

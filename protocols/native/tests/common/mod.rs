@@ -242,6 +242,8 @@ pub fn body() -> impl Strategy<Value = Body> {
             .prop_map(
                 |(exchange, routing_key, mandatory, confirm, properties, body)| {
                     Body::Publish(Publish {
+                        producer: (body.len() % 2 == 1)
+                            .then(|| (routing_key.clone(), body.len() as u64)),
                         exchange,
                         routing_key,
                         mandatory,
@@ -253,7 +255,10 @@ pub fn body() -> impl Strategy<Value = Body> {
             )
             .boxed(),
         vec(route(), 0..4)
-            .prop_map(|results| Body::Published(Published { results }))
+            .prop_map(|results| {
+                let duplicate = results.len() == 1;
+                Body::Published(Published { results, duplicate })
+            })
             .boxed(),
         (any::<u16>(), string())
             .prop_map(|(reply_code, reply_text)| {
