@@ -33,6 +33,45 @@ pub struct Config {
     pub default_user: DefaultUser,
     /// Connection limits.
     pub limits: Limits,
+    /// Transactional messages' check-backs.
+    pub transactions: TransactionsSection,
+}
+
+/// `[transactions]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionsSection {
+    /// A half message without an outcome is first checked back at this age, ms.
+    pub check_after_ms: u64,
+    /// Then every this long, ms.
+    pub check_interval_ms: u64,
+    /// At most this many times; then `default_outcome` applies.
+    pub max_checks: u32,
+    /// `"rollback"` or `"commit"`.
+    pub default_outcome: String,
+}
+
+impl Default for TransactionsSection {
+    fn default() -> Self {
+        TransactionsSection {
+            check_after_ms: 6000,
+            check_interval_ms: 60_000,
+            max_checks: 15,
+            default_outcome: "rollback".into(),
+        }
+    }
+}
+
+impl TransactionsSection {
+    /// The core's settings.
+    pub fn core(&self) -> crate::core::TxConfig {
+        crate::core::TxConfig {
+            check_after: Duration::from_millis(self.check_after_ms),
+            check_interval: Duration::from_millis(self.check_interval_ms.max(1)),
+            max_checks: self.max_checks,
+            default_commit: self.default_outcome == "commit",
+        }
+    }
 }
 
 /// `[store]`.
@@ -241,6 +280,7 @@ impl Default for Config {
             http: HttpSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
+            transactions: TransactionsSection::default(),
         }
     }
 }
@@ -367,6 +407,7 @@ impl Config {
                 "http",
                 "default_user",
                 "limits",
+                "transactions",
             ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
@@ -404,6 +445,15 @@ impl Config {
                 message: format!(
                     "store.flush must be \"sync\" or \"async\", not {:?}",
                     cfg.store.flush
+                ),
+            });
+        }
+        if !["rollback", "commit"].contains(&cfg.transactions.default_outcome.as_str()) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "transactions.default_outcome must be \"rollback\" or \"commit\", not {:?}",
+                    cfg.transactions.default_outcome
                 ),
             });
         }

@@ -33,6 +33,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         cfg.default_user.password.clone(),
     );
     core.memory_high_watermark = cfg.limits.memory_high_watermark;
+    core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;

@@ -162,6 +162,16 @@ impl Client {
         Producer::new(self.clone(), self.shared().opts.publish_window)
     }
 
+    /// A transactional producer of producer group `group`, answering the broker's
+    /// check-backs with `checker` (see [`TransactionProducer`](crate::TransactionProducer)).
+    pub async fn transaction_producer(
+        &self,
+        group: &str,
+        checker: impl crate::TransactionChecker,
+    ) -> Result<crate::TransactionProducer> {
+        crate::TransactionProducer::new(self.clone(), group, checker).await
+    }
+
     /// An idempotent producer with id `producer_id` (unique among the vhost's producers, and
     /// the same across the process's restarts), whose next sequence number is
     /// `next_sequence` (1 for a new producer).

@@ -109,6 +109,7 @@ mod options;
 mod producer;
 mod registry;
 mod session;
+mod transaction;
 
 pub use admin::{Admin, ExchangeOptions, QueueInfo, QueueOptions};
 pub use client::{Client, ServerInfo};
@@ -118,10 +119,11 @@ pub use error::{Result, SdkError};
 pub use message::{Destination, Message, SendReceipt};
 pub use options::{ClientOptions, ConsumerOptions, ReconnectOptions};
 pub use producer::{Confirm, IdempotentProducer, Producer};
+pub use transaction::{HalfMessage, Transaction, TransactionChecker, TransactionProducer};
 
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
     ErrorCode, ExchangeKind, FoundMessage, LookupBy, Properties, Pulled, PulledMessage,
-    RetryPolicy, Route, StartPosition, DEFAULT_PORT,
+    RetryPolicy, Route, StartPosition, TransactionState, DEFAULT_PORT,
 };

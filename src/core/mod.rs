@@ -25,6 +25,7 @@ pub mod schedule;
 mod session;
 mod sysq;
 pub mod topic;
+pub mod transaction;
 mod vhost;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
     QueueDecl, QueueInfo, ReadResult, Routed, Session, SessionEvent, StoredMessage,
 };
+pub use transaction::{TxCheck, TxConfig, TxOutcome};
 
 use meta::{BindingDef, ExchangeDef, MetaFile, Metadata, QueueDef};
 use queue::{QueueCmd, QueueHandle};
@@ -70,6 +72,8 @@ pub struct CoreConfig {
     /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
     /// 0 disables the alarm.
     pub memory_high_watermark: f64,
+    /// Transactional messages: check-backs and the default outcome.
+    pub transactions: transaction::TxConfig,
 }
 
 impl CoreConfig {
@@ -81,6 +85,7 @@ impl CoreConfig {
             data_dir,
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
+            transactions: transaction::TxConfig::default(),
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct BrokerInner {
     pub(crate) schedule: Arc<schedule::Scheduler>,
     /// Idempotent producers' recent sequences.
     pub(crate) producers: dedup::Producers,
+    /// Transactions awaiting their outcome.
+    pub(crate) transactions: Arc<transaction::Transactions>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -182,6 +189,11 @@ impl Broker {
         metafile.save(&meta)?;
 
         let schedule = Arc::new(schedule::Scheduler::open(&store, &cfg.data_dir)?);
+        let transactions = Arc::new(transaction::Transactions::open(
+            &store,
+            &cfg.data_dir,
+            cfg.transactions.clone(),
+        )?);
         let inner = Arc::new_cyclic(|me| BrokerInner {
             store: Arc::new(store),
             vhosts: RwLock::new(HashMap::new()),
@@ -199,7 +211,11 @@ impl Broker {
             connections: Arc::default(),
             schedule,
             producers: dedup::Producers::default(),
+            transactions,
         });
+        inner
+            .tasks
+            .spawn(transaction::run(Arc::downgrade(&inner), inner.stop.clone()));
         inner
             .tasks
             .spawn(schedule::run(Arc::downgrade(&inner), inner.stop.clone()));

@@ -685,6 +685,59 @@ impl Session {
         Ok(self.published(routed, end, None))
     }
 
+    /// Publishes a transactional half message of producer group `group`: stored, delivered
+    /// only if [`Session::end_transaction`] commits it. Returns the transaction id and the
+    /// publish sequence number whose [`SessionEvent::Confirmed`] says it is stored.
+    ///
+    /// # Errors
+    /// As [`Session::publish`].
+    pub fn publish_half(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+        group: &str,
+    ) -> CoreResult<(u64, u64)> {
+        self.check(Access::Write, exchange)?;
+        if let Some(uid) = &msg.properties.user_id {
+            if uid != &self.info.user {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "user_id '{uid}' does not match the authenticated user '{}'",
+                    self.info.user
+                )));
+            }
+        }
+        self.broker.check_publishable(&self.vhost, exchange)?;
+        let (id, end) =
+            self.broker
+                .prepare_transaction(&self.info.vhost, exchange, routing_key, msg, group)?;
+        let p = self.published(Vec::new(), end, None);
+        Ok((id, p.seq))
+    }
+
+    /// Ends transaction `id` (of this vhost): a commit delivers its message (`routed` says
+    /// where), a rollback drops it, `Unknown` leaves it to the check-back. The result's
+    /// sequence number is confirmed once the outcome is stored.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown transaction; store errors.
+    pub fn end_transaction(&mut self, id: u64, outcome: super::TxOutcome) -> CoreResult<Published> {
+        let (routed, end) = self.broker.end_transaction(&self.info.vhost, id, outcome)?;
+        Ok(self.published(routed, end, None))
+    }
+
+    /// This session answers the check-backs of producer group `group`: they are sent to
+    /// `checks` (until its receiver is dropped), round robin among the group's sessions.
+    pub fn register_transaction_group(
+        &mut self,
+        group: &str,
+        checks: mpsc::UnboundedSender<super::TxCheck>,
+    ) {
+        self.broker
+            .transactions
+            .register(&self.info.vhost, group, self.id, checks);
+    }
+
     /// Counts a stored publish and arranges its confirm once `end` is stored.
     fn published(&mut self, routed: Vec<Routed>, end: u64, scheduled_at: Option<i64>) -> Published {
         self.vhost_counters

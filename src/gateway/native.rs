@@ -24,7 +24,7 @@ use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Lookup,
     Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle,
-    StartFrom, Value,
+    StartFrom, TxCheck, TxOutcome, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -169,12 +169,28 @@ enum Pending {
         request_id: u32,
         routes: Vec<Vec<wire::Route>>,
     },
+    /// A transactional half message.
+    Half {
+        seq: u64,
+        request_id: u32,
+        transaction_id: u64,
+    },
 }
 
 impl Pending {
     fn seq(&self) -> u64 {
         match self {
-            Pending::One { seq, .. } | Pending::Batch { seq, .. } => *seq,
+            Pending::One { seq, .. } | Pending::Batch { seq, .. } | Pending::Half { seq, .. } => {
+                *seq
+            }
+        }
+    }
+
+    fn request_id(&self) -> u32 {
+        match self {
+            Pending::One { request_id, .. }
+            | Pending::Batch { request_id, .. }
+            | Pending::Half { request_id, .. } => *request_id,
         }
     }
 }
@@ -254,6 +270,8 @@ pub async fn serve(
         consumers: HashMap::new(),
         by_tag: HashMap::new(),
         next_consumer: 1,
+        checks: None,
+        checks_tx: None,
     };
     c.conn.decoder = wire::Decoder::new(settings.max_frame);
     async move {
@@ -355,6 +373,9 @@ struct Connection {
     consumers: HashMap<u32, String>,
     by_tag: HashMap<String, u32>,
     next_consumer: u32,
+    /// Check-backs for the transaction groups this connection registered.
+    checks: Option<tokio::sync::mpsc::UnboundedReceiver<TxCheck>>,
+    checks_tx: Option<tokio::sync::mpsc::UnboundedSender<TxCheck>>,
 }
 
 enum Flow {
@@ -402,6 +423,20 @@ impl Connection {
                         Flow::Continue
                     }
                     None => Flow::Close,
+                },
+                check = next_check(&mut self.checks) => {
+                    if let Some(c) = check {
+                        self.conn.push(0, wire::CheckTransaction {
+                            transaction_id: c.transaction_id,
+                            group: c.group,
+                            checks: c.checks,
+                            exchange: c.exchange,
+                            routing_key: c.routing_key,
+                            properties: props_out(&c.message.properties),
+                            body: c.message.body,
+                        });
+                    }
+                    Flow::Continue
                 },
                 _ = tick.tick() => {
                     if !heartbeat.is_zero() {
@@ -579,6 +614,56 @@ impl Connection {
                     }))
                 }),
             Body::Lookup(l) => self.lookup(l),
+            Body::PublishHalf(h) => {
+                let msg = Message {
+                    properties: props_in(h.properties),
+                    body: h.body,
+                };
+                self.session
+                    .publish_half(&h.exchange, &h.routing_key, &msg, &h.group)
+                    .inspect_err(|e| self.on_publish_error(e))
+                    .map(|(transaction_id, seq)| {
+                        self.pending.push_back(Pending::Half {
+                            seq,
+                            request_id: id,
+                            transaction_id,
+                        });
+                        None
+                    })
+            }
+            Body::EndTransaction(e) => {
+                let outcome = match e.state {
+                    wire::TransactionState::Commit => TxOutcome::Commit,
+                    wire::TransactionState::Rollback => TxOutcome::Rollback,
+                    wire::TransactionState::Unknown => TxOutcome::Unknown,
+                };
+                self.session
+                    .end_transaction(e.transaction_id, outcome)
+                    .map(|p| {
+                        if id != 0 {
+                            self.pending.push_back(Pending::One {
+                                seq: p.seq,
+                                request_id: id,
+                                routes: routes_out(p.routed),
+                                duplicate: false,
+                            });
+                        }
+                        None
+                    })
+            }
+            Body::RegisterTransactionGroup(g) => {
+                let tx = match &self.checks_tx {
+                    Some(tx) => tx.clone(),
+                    None => {
+                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                        self.checks = Some(rx);
+                        self.checks_tx = Some(tx.clone());
+                        tx
+                    }
+                };
+                self.session.register_transaction_group(&g.group, tx);
+                Ok(Some(Body::Ok))
+            }
             Body::Redrive(r) => self
                 .session
                 .redrive(&r.queue, r.max)
@@ -820,16 +905,20 @@ impl Connection {
                         }) => self
                             .conn
                             .push(request_id, wire::PublishedBatch { results: routes }),
+                        Some(Pending::Half {
+                            request_id,
+                            transaction_id,
+                            ..
+                        }) => self
+                            .conn
+                            .push(request_id, wire::HalfStored { transaction_id }),
                         None => break,
                     }
                 }
             }
             SessionEvent::ConfirmFailed { up_to } => {
                 while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
-                    if let Some(
-                        Pending::One { request_id, .. } | Pending::Batch { request_id, .. },
-                    ) = self.pending.pop_front()
-                    {
+                    if let Some(request_id) = self.pending.pop_front().map(|p| p.request_id()) {
                         self.conn.error(
                             request_id,
                             ErrorCode::InternalError,
@@ -895,6 +984,27 @@ impl Connection {
             },
         );
     }
+}
+
+/// The next check-back for this connection's transaction groups (pending forever without).
+async fn next_check(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<TxCheck>>,
+) -> Option<TxCheck> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn routes_out(routed: Vec<crate::core::Routed>) -> Vec<wire::Route> {
+    routed
+        .into_iter()
+        .map(|r| wire::Route {
+            queue: r.queue,
+            partition: r.partition,
+            offset: r.offset,
+        })
+        .collect()
 }
 
 fn binding_in(b: wire::Binding) -> BindingDecl {

@@ -1,5 +1,5 @@
 //! RocketMQ's messaging features beyond publish and consume: re-driving a dead-letter queue,
-//! looking messages up by id, key or time.
+//! looking messages up by id, key or time, transactional messages.
 
 use bytes::Bytes;
 
@@ -213,6 +213,197 @@ impl Wire for Found {
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Found {
             messages: r.list_of("Found.messages")?,
+        })
+    }
+}
+
+/// Client -> server: publish a transactional *half message*: stored, but delivered only if its
+/// transaction commits. Answered by [`HalfStored`] once stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishHalf {
+    /// Target exchange (empty = the default exchange).
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// Producer group: a producer of this group is asked about the outcome if it never comes.
+    pub group: String,
+    /// Message properties.
+    pub properties: Properties,
+    /// Message body.
+    pub body: Bytes,
+}
+
+impl Wire for PublishHalf {
+    const MIN_LEN: usize = 2 + 2 + 2 + Properties::MIN_LEN + 4;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.str("PublishHalf.exchange", &self.exchange)?;
+        w.str("PublishHalf.routing_key", &self.routing_key)?;
+        w.str("PublishHalf.group", &self.group)?;
+        self.properties.put(w)?;
+        w.bytes("PublishHalf.body", &self.body)
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(PublishHalf {
+            exchange: r.str("PublishHalf.exchange")?,
+            routing_key: r.str("PublishHalf.routing_key")?,
+            group: r.str("PublishHalf.group")?,
+            properties: Properties::get(r)?,
+            body: r.bytes("PublishHalf.body")?,
+        })
+    }
+}
+
+/// Server -> client, the answer to [`PublishHalf`]: the half message is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HalfStored {
+    /// The transaction's id, for [`EndTransaction`].
+    pub transaction_id: u64,
+}
+
+impl Wire for HalfStored {
+    const MIN_LEN: usize = 8;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u64(self.transaction_id);
+        Ok(())
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(HalfStored {
+            transaction_id: r.u64("HalfStored.transaction_id")?,
+        })
+    }
+}
+
+/// A transaction's outcome. Encoded as a `u8`: 0 unknown, 1 commit, 2 rollback.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TransactionState {
+    /// Not known yet (the broker asks again later).
+    #[default]
+    Unknown,
+    /// Deliver the message.
+    Commit,
+    /// Drop it.
+    Rollback,
+}
+
+impl Wire for TransactionState {
+    const MIN_LEN: usize = 1;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u8(match self {
+            TransactionState::Unknown => 0,
+            TransactionState::Commit => 1,
+            TransactionState::Rollback => 2,
+        });
+        Ok(())
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let field = "EndTransaction.state";
+        match r.u8(field)? {
+            0 => Ok(TransactionState::Unknown),
+            1 => Ok(TransactionState::Commit),
+            2 => Ok(TransactionState::Rollback),
+            tag => Err(DecodeError::InvalidEnumTag { field, tag }),
+        }
+    }
+}
+
+/// Client -> server: the outcome of a transaction (after [`PublishHalf`], or in answer to a
+/// [`CheckTransaction`], then with request id 0 and no answer). Answered by
+/// [`Published`](crate::Published) once the outcome is stored: for a commit, where the message
+/// went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndTransaction {
+    /// The transaction.
+    pub transaction_id: u64,
+    /// Its outcome.
+    pub state: TransactionState,
+}
+
+impl Wire for EndTransaction {
+    const MIN_LEN: usize = 8 + 1;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u64(self.transaction_id);
+        self.state.put(w)
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(EndTransaction {
+            transaction_id: r.u64("EndTransaction.transaction_id")?,
+            state: TransactionState::get(r)?,
+        })
+    }
+}
+
+/// Server -> client push: what became of this half message? Sent to a connection registered
+/// for its producer group ([`RegisterTransactionGroup`]); answered with [`EndTransaction`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckTransaction {
+    /// The transaction.
+    pub transaction_id: u64,
+    /// Its producer group.
+    pub group: String,
+    /// Check-backs of it so far, this one included.
+    pub checks: u32,
+    /// The exchange it is for.
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Its properties.
+    pub properties: Properties,
+    /// Its body.
+    pub body: Bytes,
+}
+
+impl Wire for CheckTransaction {
+    const MIN_LEN: usize = 8 + 2 + 4 + 2 + 2 + Properties::MIN_LEN + 4;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u64(self.transaction_id);
+        w.str("CheckTransaction.group", &self.group)?;
+        w.u32(self.checks);
+        w.str("CheckTransaction.exchange", &self.exchange)?;
+        w.str("CheckTransaction.routing_key", &self.routing_key)?;
+        self.properties.put(w)?;
+        w.bytes("CheckTransaction.body", &self.body)
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(CheckTransaction {
+            transaction_id: r.u64("CheckTransaction.transaction_id")?,
+            group: r.str("CheckTransaction.group")?,
+            checks: r.u32("CheckTransaction.checks")?,
+            exchange: r.str("CheckTransaction.exchange")?,
+            routing_key: r.str("CheckTransaction.routing_key")?,
+            properties: Properties::get(r)?,
+            body: r.bytes("CheckTransaction.body")?,
+        })
+    }
+}
+
+/// Client -> server: this connection answers check-backs for producer group `group`.
+/// Answered by `Ok`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisterTransactionGroup {
+    /// The producer group.
+    pub group: String,
+}
+
+impl Wire for RegisterTransactionGroup {
+    const MIN_LEN: usize = 2;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.str("RegisterTransactionGroup.group", &self.group)
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(RegisterTransactionGroup {
+            group: r.str("RegisterTransactionGroup.group")?,
         })
     }
 }

@@ -298,6 +298,61 @@ pub fn body() -> impl Strategy<Value = Body> {
         (any::<bool>(), string())
             .prop_map(|(blocked, reason)| Body::Flow(Flow { blocked, reason }))
             .boxed(),
+        (string(), string(), string(), properties(), blob())
+            .prop_map(|(exchange, routing_key, group, properties, body)| {
+                Body::PublishHalf(PublishHalf {
+                    exchange,
+                    routing_key,
+                    group,
+                    properties,
+                    body,
+                })
+            })
+            .boxed(),
+        any::<u64>()
+            .prop_map(|transaction_id| Body::HalfStored(HalfStored { transaction_id }))
+            .boxed(),
+        (
+            any::<u64>(),
+            select(vec![
+                TransactionState::Unknown,
+                TransactionState::Commit,
+                TransactionState::Rollback,
+            ]),
+        )
+            .prop_map(|(transaction_id, state)| {
+                Body::EndTransaction(EndTransaction {
+                    transaction_id,
+                    state,
+                })
+            })
+            .boxed(),
+        (
+            any::<u64>(),
+            string(),
+            any::<u32>(),
+            string(),
+            string(),
+            properties(),
+            blob(),
+        )
+            .prop_map(
+                |(transaction_id, group, checks, exchange, routing_key, properties, body)| {
+                    Body::CheckTransaction(CheckTransaction {
+                        transaction_id,
+                        group,
+                        checks,
+                        exchange,
+                        routing_key,
+                        properties,
+                        body,
+                    })
+                },
+            )
+            .boxed(),
+        string()
+            .prop_map(|group| Body::RegisterTransactionGroup(RegisterTransactionGroup { group }))
+            .boxed(),
         (
             (
                 string(),
