@@ -29,12 +29,70 @@ pub struct Config {
     pub stomp: StompSection,
     /// The HTTP admin API and metrics listener.
     pub http: HttpSection,
+    /// Certificates and client verification for every TLS listener.
+    pub tls: TlsSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
     pub limits: Limits,
+    /// Broker groups, replication, name servers and controllers (see docs/DEPLOYMENT.md).
+    pub cluster: ClusterSection,
     /// Transactional messages' check-backs.
     pub transactions: TransactionsSection,
+}
+
+/// `[cluster]`: this broker's place in a cluster. Off by default (a single broker).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Whether the broker registers with name servers and replicates.
+    pub enabled: bool,
+    /// Cluster name, reported to name servers.
+    pub cluster_name: String,
+    /// Broker group name, shared by a master and its slaves.
+    pub broker_name: String,
+    /// 0 for the master, > 0 for a slave (without controllers: fixed roles).
+    pub broker_id: u64,
+    /// `"async"`: a publish is confirmed after the master stores it; `"sync"`: only once an
+    /// in-sync slave has stored it too.
+    pub replication: String,
+    /// Address of the replication (HA) listener, which slaves connect to.
+    pub ha_listen: SocketAddr,
+    /// Without controllers: the HA address of this slave's master.
+    pub master_ha_address: String,
+    /// Name servers to register with (`host:port` of their HTTP listeners).
+    pub name_servers: Vec<String>,
+    /// Controllers (`host:port`); when set, they decide which broker of the group is master.
+    pub controllers: Vec<String>,
+    /// Heartbeat period towards name servers and controllers, ms.
+    pub heartbeat_interval_ms: u64,
+    /// Sync replication: how long a publish waits for a slave before it is refused, ms.
+    pub sync_timeout_ms: u64,
+    /// A slave that has not acknowledged for this long leaves the in-sync set, ms.
+    pub isr_timeout_ms: u64,
+    /// Metadata (queues, bindings, offsets, retained) is sent to slaves when it changes and at
+    /// least this often, ms.
+    pub meta_sync_interval_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            enabled: false,
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            replication: "async".into(),
+            ha_listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
+            master_ha_address: String::new(),
+            name_servers: Vec::new(),
+            controllers: Vec::new(),
+            heartbeat_interval_ms: 1000,
+            sync_timeout_ms: 5000,
+            isr_timeout_ms: 3000,
+            meta_sync_interval_ms: 10_000,
+        }
+    }
 }
 
 /// `[transactions]`.
@@ -108,6 +166,10 @@ pub struct ListenerSection {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Whether the TLS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 /// `[amqp]`.
@@ -124,6 +186,10 @@ pub struct AmqpSection {
     pub channel_max: u16,
     /// Heartbeat interval proposed, seconds (0 = none).
     pub heartbeat_s: u16,
+    /// Whether the TLS listener (AMQPS) is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for AmqpSection {
@@ -134,6 +200,8 @@ impl Default for AmqpSection {
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat_s: 60,
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 5671)),
         }
     }
 }
@@ -167,6 +235,14 @@ pub struct MqttSection {
     pub ws_enabled: bool,
     /// WebSocket address to listen on.
     pub ws_listen: SocketAddr,
+    /// Whether the TLS listener (MQTTS) is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
+    /// Whether the WebSocket-over-TLS listener (WSS) is started (needs `[tls]`).
+    pub wss_enabled: bool,
+    /// WSS address to listen on.
+    pub wss_listen: SocketAddr,
 }
 
 impl Default for MqttSection {
@@ -184,6 +260,10 @@ impl Default for MqttSection {
             max_session_expiry: u32::MAX,
             ws_enabled: true,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 15675)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            wss_enabled: false,
+            wss_listen: SocketAddr::from(([127, 0, 0, 1], 15676)),
         }
     }
 }
@@ -209,6 +289,14 @@ pub struct StompSection {
     /// Heart-beat interval offered both ways, ms: the server sends and expects heart-beats no
     /// more often than this (the client's slower value wins). 0 = no heart-beats.
     pub heartbeat_ms: u32,
+    /// Whether the TLS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
+    /// Whether the WebSocket-over-TLS listener (WSS) is started (needs `[tls]`).
+    pub wss_enabled: bool,
+    /// WSS address to listen on.
+    pub wss_listen: SocketAddr,
 }
 
 impl Default for StompSection {
@@ -222,6 +310,10 @@ impl Default for StompSection {
             max_headers: 1000,
             max_header_length: 8192,
             heartbeat_ms: 1000,
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 61614)),
+            wss_enabled: false,
+            wss_listen: SocketAddr::from(([127, 0, 0, 1], 15673)),
         }
     }
 }
@@ -234,6 +326,10 @@ pub struct HttpSection {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Whether the HTTPS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// HTTPS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for HttpSection {
@@ -241,6 +337,46 @@ impl Default for HttpSection {
         HttpSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 15671)),
+        }
+    }
+}
+
+/// `[tls]`: the certificate every TLS listener presents, and how clients' certificates are
+/// checked. A TLS listener is started only when its section says `tls_enabled = true` (or
+/// `wss_enabled`), and then these files must be set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The server's certificate chain, PEM (leaf first).
+    pub cert_file: PathBuf,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates client certificates are verified against, PEM (`verify = "peer"`).
+    pub ca_file: PathBuf,
+    /// `"none"`: no client certificate is asked for. `"peer"`: one is asked for and, when
+    /// given, must chain to `ca_file` (RabbitMQ's `verify_peer`).
+    pub verify: String,
+    /// With `verify = "peer"`: a client without a certificate is refused.
+    pub fail_if_no_peer_cert: bool,
+    /// A client with a verified certificate may log in as the certificate's subject CN
+    /// without a password (RabbitMQ's `ssl_cert_login`, AMQP's EXTERNAL mechanism).
+    pub cert_login: bool,
+    /// Time allowed for a TLS handshake, ms.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            verify: "none".into(),
+            fail_if_no_peer_cert: false,
+            cert_login: false,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -278,8 +414,10 @@ impl Default for Config {
             mqtt: MqttSection::default(),
             stomp: StompSection::default(),
             http: HttpSection::default(),
+            tls: TlsSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
+            cluster: ClusterSection::default(),
             transactions: TransactionsSection::default(),
         }
     }
@@ -308,6 +446,8 @@ impl Default for ListenerSection {
         ListenerSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 5680)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 5681)),
         }
     }
 }
@@ -405,8 +545,10 @@ impl Config {
                 "mqtt",
                 "stomp",
                 "http",
+                "tls",
                 "default_user",
                 "limits",
+                "cluster",
                 "transactions",
             ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
@@ -439,6 +581,15 @@ impl Config {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+        if cfg.tls.verify != "none" && cfg.tls.verify != "peer" {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "tls.verify must be \"none\" or \"peer\", not {:?}",
+                    cfg.tls.verify
+                ),
+            });
+        }
         if cfg.store.flush != "sync" && cfg.store.flush != "async" {
             return Err(ConfigError::Parse {
                 path,
@@ -447,6 +598,26 @@ impl Config {
                     cfg.store.flush
                 ),
             });
+        }
+        let c = &cfg.cluster;
+        let bad = |message: String| {
+            Err(ConfigError::Parse {
+                path: path.clone(),
+                message,
+            })
+        };
+        if c.replication != "sync" && c.replication != "async" {
+            return bad(format!(
+                "cluster.replication must be \"sync\" or \"async\", not {:?}",
+                c.replication
+            ));
+        }
+        if c.enabled
+            && c.broker_id > 0
+            && c.controllers.is_empty()
+            && c.master_ha_address.is_empty()
+        {
+            return bad("a slave (cluster.broker_id > 0) needs cluster.master_ha_address or cluster.controllers".into());
         }
         if !["rollback", "commit"].contains(&cfg.transactions.default_outcome.as_str()) {
             return Err(ConfigError::Parse {

@@ -68,6 +68,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Clusters
+//!
+//! With name servers ([`ClientOptions::name_servers`]), a [`Cluster`] learns which broker
+//! groups hold a topic: its [`ClusterProducer`] sends round robin over their masters, its
+//! [`ClusterConsumer`] joins the consumer group on each of them. A [`Client`] bound to one
+//! group ([`ClientOptions::broker`]) reconnects to whichever broker is the group's master,
+//! so it follows a failover.
+//!
 //! # Admin
 //!
 //! ```no_run
@@ -100,6 +108,7 @@
 
 mod admin;
 mod client;
+mod cluster;
 mod connection;
 mod consumer;
 mod dedup;
@@ -108,17 +117,20 @@ mod message;
 mod options;
 mod producer;
 mod registry;
+mod route;
 mod session;
 mod transaction;
 
 pub use admin::{Admin, ExchangeOptions, QueueInfo, QueueOptions};
 pub use client::{Client, ServerInfo};
+pub use cluster::{Cluster, ClusterConsumer, ClusterDelivery, ClusterProducer, ClusterReceipt};
 pub use consumer::{Consumer, Delivery};
 pub use dedup::Deduplicator;
 pub use error::{Result, SdkError};
 pub use message::{Destination, Message, SendReceipt};
 pub use options::{ClientOptions, ConsumerOptions, ReconnectOptions};
 pub use producer::{Confirm, IdempotentProducer, Producer};
+pub use route::{GroupRoute, NameServers, RouteBroker, TopicRoute};
 pub use transaction::{HalfMessage, Transaction, TransactionChecker, TransactionProducer};
 
 /// The protocol codec this SDK speaks, for its message types.

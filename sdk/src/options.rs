@@ -54,6 +54,16 @@ pub struct ClientOptions {
     /// Default window of a [`Producer`](crate::Producer): most publish confirms in flight.
     /// Default 1024.
     pub publish_window: usize,
+    /// Name servers (`host:port` of their HTTP listeners) to learn broker addresses from.
+    /// Default none.
+    pub name_servers: Vec<String>,
+    /// With name servers: the broker group this client talks to. Every connection (the first
+    /// and each reconnect) goes to the group's master of the moment, so the client follows a
+    /// failover; `address` is only the fallback when no name server answers. Default none.
+    pub broker_name: Option<String>,
+    /// With `broker_name`: connect to a slave of the group when it has no master (reads
+    /// only: a slave refuses publishes). Default false.
+    pub read_from_slave: bool,
 }
 
 impl Default for ClientOptions {
@@ -72,6 +82,9 @@ impl Default for ClientOptions {
             reconnect: ReconnectOptions::default(),
             queue_capacity: 4096,
             publish_window: 1024,
+            name_servers: Vec::new(),
+            broker_name: None,
+            read_from_slave: false,
         }
     }
 }
@@ -158,11 +171,34 @@ impl ClientOptions {
         self
     }
 
+    /// Sets the name servers to learn routes from (see [`Cluster`](crate::Cluster)).
+    pub fn name_servers<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.name_servers = addrs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Connects to the master of broker group `name`, found through the name servers at each
+    /// (re)connect.
+    pub fn broker(mut self, name: impl Into<String>) -> Self {
+        self.broker_name = Some(name.into());
+        self
+    }
+
+    /// Falls back to a slave of the broker group when it has no master (for consumers).
+    pub fn read_from_slave(mut self, yes: bool) -> Self {
+        self.read_from_slave = yes;
+        self
+    }
+
     /// Checks the options for values that cannot work.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(SdkError::Config(what.to_string()));
-        if self.address.is_empty() {
-            return bad("address is empty");
+        if self.address.is_empty() && (self.broker_name.is_none() || self.name_servers.is_empty()) {
+            return bad("address is empty (and no broker group with name servers is set)");
         }
         if self.max_frame != 0 && self.max_frame < MIN_MAX_FRAME {
             return Err(SdkError::Config(format!(

@@ -20,6 +20,7 @@ pub mod meta;
 pub mod metrics;
 mod queue;
 mod registry;
+mod replica;
 mod retained;
 pub mod schedule;
 mod session;
@@ -38,7 +39,7 @@ use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
 pub use admin::{FoundMessage, Lookup, QueueSummary};
-pub use auth::{Access, Permission, User};
+pub use auth::{Access, Credential, Permission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs};
@@ -47,6 +48,7 @@ pub use queue::{
     DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
 };
 pub use registry::{CloseSignal, ConnectionInfo};
+pub use replica::ReplicatedMeta;
 pub use retained::RetainedMessage;
 pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
@@ -72,6 +74,9 @@ pub struct CoreConfig {
     /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
     /// 0 disables the alarm.
     pub memory_high_watermark: f64,
+    /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
+    /// cluster: a slave receives records before the metadata naming their queue).
+    pub keep_unknown_queues: bool,
     /// Transactional messages: check-backs and the default outcome.
     pub transactions: transaction::TxConfig,
 }
@@ -85,6 +90,7 @@ impl CoreConfig {
             data_dir,
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
+            keep_unknown_queues: false,
             transactions: transaction::TxConfig::default(),
         }
     }
@@ -112,6 +118,10 @@ pub struct BrokerInner {
     connections: Arc<registry::Connections>,
     /// Delayed messages waiting for their time.
     pub(crate) schedule: Arc<schedule::Scheduler>,
+    /// A slave of a broker group: writes are refused (see `replica`).
+    read_only: std::sync::atomic::AtomicBool,
+    read_only_why: Mutex<String>,
+    data_dir: PathBuf,
     /// Idempotent producers' recent sequences.
     pub(crate) producers: dedup::Producers,
     /// Transactions awaiting their outcome.
@@ -210,6 +220,9 @@ impl Broker {
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
             schedule,
+            read_only: std::sync::atomic::AtomicBool::new(false),
+            read_only_why: Mutex::new(String::new()),
+            data_dir: cfg.data_dir.clone(),
             producers: dedup::Producers::default(),
             transactions,
         });
@@ -259,7 +272,10 @@ impl Broker {
             .rebuild(&inner.store, |id| names.get(&id).cloned());
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
-            if !live_ids.contains(&key.queue) && !sysq::is_system(key.queue) {
+            if !live_ids.contains(&key.queue)
+                && !sysq::is_system(key.queue)
+                && !cfg.keep_unknown_queues
+            {
                 inner.store.delete_queue(key)?;
             }
         }
@@ -294,7 +310,31 @@ impl Broker {
         protocol: &'static str,
         client_id: &str,
     ) -> CoreResult<Session> {
-        let mut s = self.connect_unlisted(user, password, vhost, peer, protocol, client_id)?;
+        self.connect_with(
+            user,
+            Credential::Password(password),
+            vhost,
+            peer,
+            protocol,
+            client_id,
+        )
+    }
+
+    /// As [`Broker::connect`], with the user proven by `credential`: a password, or a
+    /// client certificate the TLS listener verified (RabbitMQ's EXTERNAL mechanism).
+    ///
+    /// # Errors
+    /// As [`Broker::connect`].
+    pub fn connect_with(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
+        let mut s = self.open_session(user, credential, vhost, peer, protocol, client_id)?;
         s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
         Ok(s)
     }
@@ -313,13 +353,26 @@ impl Broker {
         protocol: &'static str,
         client_id: &str,
     ) -> CoreResult<Session> {
+        let credential = Credential::Password(password);
+        self.open_session(user, credential, vhost, peer, protocol, client_id)
+    }
+
+    fn open_session(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        vhost: &str,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+        client_id: &str,
+    ) -> CoreResult<Session> {
         let refused = |why: &str| {
             tracing::info!(user, vhost, protocol, peer = ?peer, why, "authentication refused");
             CoreError::AccessRefused(format!("login refused for user '{user}': {why}"))
         };
         let grants = {
             let meta = lock(&self.inner.meta);
-            Self::check_user(&meta, user, password, peer).map_err(&refused)?;
+            Self::check_user(&meta, user, credential, peer).map_err(&refused)?;
             if !meta.vhosts.iter().any(|v| v == vhost) {
                 return Err(refused("no such vhost"));
             }
@@ -354,8 +407,22 @@ impl Broker {
         peer: Option<SocketAddr>,
         protocol: &'static str,
     ) -> CoreResult<()> {
+        self.authenticate_with(user, Credential::Password(password), peer, protocol)
+    }
+
+    /// As [`Broker::authenticate`], with the user proven by `credential`.
+    ///
+    /// # Errors
+    /// As [`Broker::authenticate`].
+    pub fn authenticate_with(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        peer: Option<SocketAddr>,
+        protocol: &'static str,
+    ) -> CoreResult<()> {
         let meta = lock(&self.inner.meta);
-        Self::check_user(&meta, user, password, peer).map_err(|why| {
+        Self::check_user(&meta, user, credential, peer).map_err(|why| {
             tracing::info!(user, protocol, peer = ?peer, why, "authentication refused");
             CoreError::AccessRefused(format!("login refused for user '{user}': {why}"))
         })
@@ -364,7 +431,7 @@ impl Broker {
     fn check_user(
         meta: &Metadata,
         user: &str,
-        password: &str,
+        credential: Credential<'_>,
         peer: Option<SocketAddr>,
     ) -> Result<(), &'static str> {
         let u = meta
@@ -372,8 +439,11 @@ impl Broker {
             .iter()
             .find(|u| u.name == user)
             .ok_or("unknown user or bad password")?;
-        if !auth::verify_password(&u.password_hash, password) {
-            return Err("unknown user or bad password");
+        match credential {
+            Credential::Password(p) if !auth::verify_password(&u.password_hash, p) => {
+                return Err("unknown user or bad password")
+            }
+            Credential::Password(_) | Credential::Certificate => {}
         }
         if u.loopback_only && !auth::is_loopback(peer.map(|p| p.ip())) {
             return Err("user may only connect from localhost");
@@ -642,6 +712,9 @@ impl BrokerInner {
             )));
         }
         let args = QueueArgs::parse(&d.args).map_err(CoreError::PreconditionFailed)?;
+        if d.durable && !d.exclusive {
+            self.check_writable()?;
+        }
         let def = QueueDef {
             vhost: vhost.into(),
             name: d.name.clone(),
@@ -839,6 +912,7 @@ impl BrokerInner {
         extra: &[junction_store::QueueKey],
         ext: Option<message::MetaExt>,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.check_writable()?;
         if self.memory_alarm.load(Ordering::Relaxed) {
             return Err(CoreError::Blocked(
                 "memory use above the high watermark".into(),
@@ -908,6 +982,7 @@ impl BrokerInner {
         tag_hash: u64,
         body: &[u8],
     ) -> CoreResult<junction_store::Appended> {
+        self.check_writable()?;
         let props = meta.encode();
         let p = &meta.properties;
         let keys: Vec<&[u8]> = p.keys.iter().map(|k| k.as_bytes()).collect();

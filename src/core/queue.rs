@@ -229,6 +229,9 @@ pub(crate) enum QueueCmd {
         group: String,
         reply: oneshot::Sender<CoreResult<()>>,
     },
+    /// Idle groups take the offsets saved in the offsets file (a slave, after the master's
+    /// offsets were copied there).
+    ReloadOffsets,
 }
 
 /// A queue as publishers and sessions see it.
@@ -797,6 +800,7 @@ impl Actor {
             QueueCmd::DeleteGroup { group, reply } => {
                 let _ = reply.send(self.delete_group(&group));
             }
+            QueueCmd::ReloadOffsets => self.reload_offsets(),
             QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
         }
     }

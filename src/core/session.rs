@@ -574,6 +574,30 @@ impl Session {
             .matching(&self.info.vhost, exchange, pattern, super::now_ms()))
     }
 
+    /// Every retained message of the vhost as `(exchange, message)`, of the exchanges the
+    /// session may read from; by exchange and routing key.
+    pub fn retained_all(&self) -> Vec<(String, RetainedMessage)> {
+        self.broker
+            .retained
+            .list(&self.info.vhost, super::now_ms())
+            .into_iter()
+            .filter(|(x, _)| self.check(Access::Read, x).is_ok())
+            .collect()
+    }
+
+    /// Removes the retained message of `routing_key` on `exchange` (as publishing an empty
+    /// retained message there would); whether there was one.
+    ///
+    /// # Errors
+    /// `AccessRefused` (write on the exchange).
+    pub fn clear_retained(&mut self, exchange: &str, routing_key: &str) -> CoreResult<bool> {
+        self.check(Access::Write, exchange)?;
+        Ok(self
+            .broker
+            .retained
+            .remove(&self.info.vhost, exchange, routing_key))
+    }
+
     /// Removes a binding.
     ///
     /// # Errors
@@ -768,7 +792,8 @@ impl Session {
                     while let Ok(next) = rx.try_recv() {
                         last = next; // the log end only grows: the last covers the rest
                     }
-                    let ev = match store.flushed(last.1).await {
+                    let confirmed = store.confirmed(last.1, tokio::time::sleep).await;
+                    let ev = match confirmed {
                         Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
                         Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
                     };

@@ -388,6 +388,9 @@ impl BrokerInner {
 
     /// Sends due check-backs, applies the default outcome to half messages checked too often.
     fn check_back(&self) {
+        if self.read_only.load(std::sync::atomic::Ordering::Acquire) {
+            return; // a slave: its master checks back
+        }
         let now = now_ms();
         let tx = &self.transactions;
         let due: Vec<(u64, Pending)> = lock(&tx.state)

@@ -12,19 +12,19 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::tls::Stream;
 use bytes::{Bytes, BytesMut};
 use junction_native as wire;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
 
 use crate::core::filter::Filter;
 use crate::core::{
-    BindingDecl, Broker, ConsumeSpec, CoreError, Delivery, ExchangeDecl, ExchangeKind, Lookup,
-    Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle,
-    StartFrom, TxCheck, TxOutcome, Value,
+    BindingDecl, Broker, ConsumeSpec, CoreError, Credential, Delivery, ExchangeDecl, ExchangeKind,
+    Lookup, Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent,
+    Settle, StartFrom, TxCheck, TxOutcome, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -36,6 +36,9 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// Time allowed between accept and a valid Hello.
     pub handshake_timeout: Duration,
+    /// The user name from the client's verified TLS certificate, set per connection by a TLS
+    /// listener with `[tls] cert_login` (None otherwise).
+    pub cert_user: Option<String>,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             max_frame: wire::DEFAULT_MAX_FRAME,
             heartbeat: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            cert_user: None,
         }
     }
 }
@@ -196,7 +200,7 @@ impl Pending {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -241,7 +245,7 @@ impl Conn {
 
 /// Serves one native-protocol connection until it closes or `shutdown` fires.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     broker: Broker,
     shutdown: CancellationToken,
@@ -312,9 +316,14 @@ async fn handshake(
         let _ = conn.flush().await;
         return None;
     };
-    match broker.connect(
-        &h.username,
-        &h.password,
+    // A verified certificate stands for the user when the Hello names none.
+    let (user, credential) = match (h.username.as_str(), &settings.cert_user) {
+        ("", Some(cn)) => (cn.as_str(), Credential::Certificate),
+        (u, _) => (u, Credential::Password(&h.password)),
+    };
+    match broker.connect_with(
+        user,
+        credential,
         &h.vhost,
         Some(conn.peer),
         "native",

@@ -97,12 +97,14 @@ pub(crate) struct Inner {
     pub(crate) service: Event,
     disk_low: AtomicBool,
     disk_free: AtomicU64,
-    last_ts: AtomicI64,
+    pub(crate) last_ts: AtomicI64,
+    /// Sync replication: how far slaves have acknowledged.
+    pub(crate) replica: crate::replica::ReplicaGate,
     /// Held (flock) until close.
     lock_file: Mutex<Option<File>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -163,7 +165,7 @@ impl Inner {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -174,7 +176,7 @@ impl Inner {
     }
 
     /// Flushes consume queues and the index, then records the checkpoint.
-    fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         let dispatched = self.log.written();
         let last_ts = self.last_ts.load(Ordering::Acquire);
         for q in self.all_queues() {
@@ -204,6 +206,9 @@ impl Inner {
         // is still the next one.
         if self.log.segments().last().is_some_and(|s| s.end() == next) {
             *spare = Some(seg);
+        } else if self.log.segment_at(seg.base).is_none() {
+            // The log moved elsewhere meanwhile (a slave's `reset_start`): not a segment.
+            let _ = std::fs::remove_file(seg.file.path());
         }
         Ok(())
     }
@@ -262,7 +267,7 @@ impl Inner {
 /// Dropping the store closes it (see [`Store::close`]).
 #[derive(Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -309,6 +314,7 @@ impl Store {
             disk_low: AtomicBool::new(false),
             disk_free: AtomicU64::new(u64::MAX),
             last_ts: AtomicI64::new(rec.last_ts),
+            replica: crate::replica::ReplicaGate::default(),
             log: rec.log,
             cfg,
             lock_file: Mutex::new(Some(lock_file)),
@@ -359,6 +365,8 @@ impl Store {
         self.inner.check_writable()?;
         let a = w.append(&self.inner, req)?;
         self.inner.last_ts.store(a.store_ts, Ordering::Release);
+        drop(w);
+        self.inner.replica.grew.notify(usize::MAX);
         Ok(a)
     }
 
@@ -373,12 +381,18 @@ impl Store {
         for r in reqs {
             match w.append(&self.inner, r) {
                 Ok(a) => out.push(a),
-                Err(e) => return (out, Some(e)),
+                Err(e) => {
+                    drop(w);
+                    self.inner.replica.grew.notify(usize::MAX);
+                    return (out, Some(e));
+                }
             }
         }
         if let Some(a) = out.last() {
             self.inner.last_ts.store(a.store_ts, Ordering::Release);
         }
+        drop(w);
+        self.inner.replica.grew.notify(usize::MAX);
         (out, None)
     }
 

@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod cluster;
 pub mod mqtt;
 pub mod python;
 pub mod stomp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
