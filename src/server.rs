@@ -87,6 +87,7 @@ async fn run_once(
     );
     core.memory_high_watermark = cfg.limits.memory_high_watermark;
     core.keep_unknown_queues = cfg.cluster.enabled;
+    core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;

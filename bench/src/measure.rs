@@ -20,10 +20,14 @@ pub struct Workload {
     /// Password.
     #[arg(long, default_value = "guest")]
     pub password: String,
-    /// Queue to use (declared and emptied first).
+    /// Queue to use (declared and emptied first, unless `--keep`).
     #[arg(long, default_value = "bench")]
     pub queue: String,
-    /// Message body size in bytes (at least 24).
+    /// Keep what the queue holds (do not purge it first): runs that add to a backlog.
+    #[arg(long)]
+    pub keep: bool,
+    /// Message body size in bytes (at least 24 when consumed: the body carries the producer,
+    /// its sequence number and the send time; a publish-only run may use less).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Messages to send in all (ignored with --duration).
@@ -316,7 +320,9 @@ impl Shared {
         let publish_elapsed = self.start.elapsed();
         // A lossy run (MQTT QoS 0) will not get everything: stop waiting sooner.
         let stall = Duration::from_secs(if self.lossy { 3 } else { self.drain_stall });
-        self.wait_received(total_sent * self.views, stall).await;
+        if !consumers.is_empty() {
+            self.wait_received(total_sent * self.views, stall).await;
+        }
         // Up to the last delivery, not the end of the wait: a broker that dropped messages is
         // not charged for the time spent waiting for them.
         let last = Duration::from_micros(self.last_delivery_us.load(Ordering::Relaxed));
@@ -377,7 +383,12 @@ pub fn report(
             .iter()
             .map(|v| v.iter().map(|w| u64::from(w.count_ones())).sum::<u64>())
             .sum();
-        (expected.saturating_sub(got), st.latency.clone())
+        let lost = if w.consumers == 0 {
+            0 // a publish-only run (filling a backlog)
+        } else {
+            expected.saturating_sub(got)
+        };
+        (lost, st.latency.clone())
     };
     let duplicates = shared.duplicates.load(Ordering::Relaxed);
     let errors = shared.errors.load(Ordering::Relaxed);

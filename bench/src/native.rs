@@ -65,7 +65,9 @@ pub async fn run(a: NativeArgs) -> anyhow::Result<serde_json::Value> {
     admin
         .declare_queue(QueueOptions::new(w.queue.clone()).partitions(a.partitions))
         .await?;
-    admin.purge_queue(&w.queue).await?;
+    if !w.keep {
+        admin.purge_queue(&w.queue).await?;
+    }
 
     let shared = Shared::new(w)?;
 

@@ -11,6 +11,7 @@
 
 mod admin;
 pub mod auth;
+mod dedup;
 mod error;
 pub mod filter;
 mod memory;
@@ -25,6 +26,7 @@ pub mod schedule;
 mod session;
 mod sysq;
 pub mod topic;
+pub mod transaction;
 mod vhost;
 
 use std::collections::HashMap;
@@ -52,6 +54,7 @@ pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
     QueueDecl, QueueInfo, ReadResult, Routed, Session, SessionEvent, StoredMessage,
 };
+pub use transaction::{TxCheck, TxConfig, TxOutcome};
 
 use meta::{BindingDef, ExchangeDef, MetaFile, Metadata, QueueDef};
 use queue::{QueueCmd, QueueHandle};
@@ -74,6 +77,8 @@ pub struct CoreConfig {
     /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
     /// cluster: a slave receives records before the metadata naming their queue).
     pub keep_unknown_queues: bool,
+    /// Transactional messages: check-backs and the default outcome.
+    pub transactions: transaction::TxConfig,
 }
 
 impl CoreConfig {
@@ -86,6 +91,7 @@ impl CoreConfig {
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
             keep_unknown_queues: false,
+            transactions: transaction::TxConfig::default(),
         }
     }
 }
@@ -116,6 +122,10 @@ pub struct BrokerInner {
     read_only: std::sync::atomic::AtomicBool,
     read_only_why: Mutex<String>,
     data_dir: PathBuf,
+    /// Idempotent producers' recent sequences.
+    pub(crate) producers: dedup::Producers,
+    /// Transactions awaiting their outcome.
+    pub(crate) transactions: Arc<transaction::Transactions>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -189,6 +199,11 @@ impl Broker {
         metafile.save(&meta)?;
 
         let schedule = Arc::new(schedule::Scheduler::open(&store, &cfg.data_dir)?);
+        let transactions = Arc::new(transaction::Transactions::open(
+            &store,
+            &cfg.data_dir,
+            cfg.transactions.clone(),
+        )?);
         let inner = Arc::new_cyclic(|me| BrokerInner {
             store: Arc::new(store),
             vhosts: RwLock::new(HashMap::new()),
@@ -208,7 +223,12 @@ impl Broker {
             read_only: std::sync::atomic::AtomicBool::new(false),
             read_only_why: Mutex::new(String::new()),
             data_dir: cfg.data_dir.clone(),
+            producers: dedup::Producers::default(),
+            transactions,
         });
+        inner
+            .tasks
+            .spawn(transaction::run(Arc::downgrade(&inner), inner.stop.clone()));
         inner
             .tasks
             .spawn(schedule::run(Arc::downgrade(&inner), inner.stop.clone()));
@@ -242,6 +262,14 @@ impl Broker {
                 }
             }
         }
+        let names: HashMap<u32, (String, String)> = meta
+            .queues
+            .iter()
+            .map(|q| (q.id, (q.vhost.clone(), q.name.clone())))
+            .collect();
+        inner
+            .producers
+            .rebuild(&inner.store, |id| names.get(&id).cloned());
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
             if !live_ids.contains(&key.queue)
@@ -815,6 +843,20 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.publish_checked_ext(vh, exchange, rk, msg, &[], None)
+    }
+
+    /// [`BrokerInner::publish_checked`], with system queues the record also goes to (only if a
+    /// queue of the vhost takes it) and what `ext` says about it.
+    fn publish_checked_ext(
+        &self,
+        vh: &VHostRef,
+        exchange: &str,
+        rk: &str,
+        msg: &Message,
+        extra: &[junction_store::QueueKey],
+        ext: Option<message::MetaExt>,
+    ) -> CoreResult<(Vec<Routed>, u64)> {
         let queues = {
             let st = rlock(vh);
             if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
@@ -825,7 +867,10 @@ impl BrokerInner {
             st.route(exchange, rk, &msg.properties)
                 .ok_or_else(|| CoreError::not_found("exchange", exchange))?
         };
-        self.store_routed(queues, exchange, rk, msg)
+        if queues.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        self.store_routed_ext(queues, exchange, rk, msg, extra, ext)
     }
 
     /// Routes and stores a message; returns where it went and the CommitLog end to wait on for
@@ -937,6 +982,7 @@ impl BrokerInner {
         tag_hash: u64,
         body: &[u8],
     ) -> CoreResult<junction_store::Appended> {
+        self.check_writable()?;
         let props = meta.encode();
         let p = &meta.properties;
         let keys: Vec<&[u8]> = p.keys.iter().map(|k| k.as_bytes()).collect();
