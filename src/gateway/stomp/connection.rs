@@ -329,6 +329,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let closed = self.session.close_signal();
         let closed = closed.requested();
         tokio::pin!(closed);
+        // Frames a client pipelined behind CONNECT arrived with it and wait in the buffer:
+        // handle them first, not at the next read (which may never come).
+        let mut pipelined = !self.rbuf.is_empty();
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = match (send_ms, expect_ms) {
@@ -338,6 +341,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 _ => (last_read + grace).min(last_write + send),
             };
             let flow = tokio::select! {
+                _ = std::future::ready(()), if pipelined => {
+                    pipelined = false;
+                    self.on_input().await
+                }
                 r = self.io.read_buf(&mut self.rbuf), if self.receipts.len() < MAX_PENDING && !self.disconnecting => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
