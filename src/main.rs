@@ -85,24 +85,35 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(junction::server::run(cfg, shutdown_signal()))
+            // The handlers are installed before any listener opens: a SIGTERM right after
+            // `junction: ready` is a clean shutdown, never the default action.
+            let signal = {
+                let _rt = rt.enter();
+                shutdown_signal()
+            };
+            rt.block_on(junction::server::run(cfg, signal))
         }
         Command::Ctl(_) => Ok(()),
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Installs SIGINT and SIGTERM handlers now; the future resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn wait(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    }
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
+        }
     }
 }

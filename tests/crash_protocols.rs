@@ -7,10 +7,10 @@
 //! publish was confirmed was delivered and acknowledged.
 //!
 //! `crash_short` (three kills) runs in CI; `crash_long` runs by hand, with the number of kills
-//! from `JUNCTION_CRASH_KILLS` (default 10):
+//! from `CRASH_KILLS` (default 10):
 //!
 //! ```text
-//! JUNCTION_CRASH_KILLS=10 cargo test --test crash_protocols crash_long -- --ignored --nocapture
+//! CRASH_KILLS=10 cargo test --test crash_protocols crash_long -- --ignored --nocapture
 //! ```
 
 mod common;
@@ -487,7 +487,7 @@ async fn crash_short() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: run by hand (see the module docs)"]
 async fn crash_long() {
-    let kills = std::env::var("JUNCTION_CRASH_KILLS")
+    let kills = std::env::var("CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);

@@ -268,8 +268,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                 settings.protocol,
                 &client_id,
             )
-            // RabbitMQ's wording, which does not say why (the log does).
-            .map_err(|_| error("Bad CONNECT", format!("Access refused for user '{login}'")))?;
+            // RabbitMQ's wording, which does not say why (the log does); a limit says which.
+            .map_err(|e| match e {
+                crate::core::CoreError::ResourceLimit(why) => error("Bad CONNECT", why),
+                _ => error("Bad CONNECT", format!("Access refused for user '{login}'")),
+            })?;
         let mut connected = Frame::connected(version)
             .with_header("session", format!("session-{}", session.id()))
             .with_header("server", concat!("junction/", env!("CARGO_PKG_VERSION")));
