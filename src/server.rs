@@ -46,6 +46,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tracker: tracker.clone(),
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
         bound: Vec::new(),
+        write_timeout: (cfg.limits.write_timeout_ms > 0)
+            .then(|| Duration::from_millis(cfg.limits.write_timeout_ms)),
     };
     let wants_tls = cfg.native.tls_enabled
         || cfg.amqp.tls_enabled
@@ -305,6 +307,8 @@ struct Net {
     tracker: TaskTracker,
     slots: Arc<Semaphore>,
     bound: Vec<(&'static str, SocketAddr)>,
+    /// The slow-consumer cut-off of every connection.
+    write_timeout: Option<Duration>,
 }
 
 impl Net {
@@ -334,6 +338,7 @@ impl Net {
     {
         let listener = self.bind(name, addr).await?;
         let serve = Arc::new(serve);
+        let write_timeout = self.write_timeout;
         let (broker, stop, tracker, slots) = (
             self.broker.clone(),
             self.stop.clone(),
@@ -356,7 +361,7 @@ impl Net {
                 async move {
                     let _ = tcp.set_nodelay(true);
                     let (stream, who) = match tls {
-                        None => (Stream::Plain(tcp), tls::Peer::default()),
+                        None => (Stream::plain(tcp), tls::Peer::default()),
                         Some(acceptor) => match acceptor.accept(tcp).await {
                             Ok(x) => x,
                             Err(e) => {
@@ -365,6 +370,7 @@ impl Net {
                             }
                         },
                     };
+                    let stream = stream.with_write_timeout(write_timeout);
                     serve(stream, peer, who, broker, stop).await
                 }
             },

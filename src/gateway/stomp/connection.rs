@@ -555,7 +555,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             properties,
             body: f.body,
         };
-        let published = self.session.publish(&exchange, &key, &msg)?;
+        let published = loop {
+            match self.session.publish(&exchange, &key, &msg) {
+                Err(crate::core::CoreError::Blocked(why)) => {
+                    // Resource alarm: hold this SEND (and, by not reading, the client) until
+                    // it clears, as RabbitMQ blocks a publishing connection; what is already
+                    // owed to the client still goes out.
+                    tracing::debug!(why, "SEND held by a resource alarm");
+                    if !self.wbuf.is_empty() {
+                        if self.io.write_all(&self.wbuf).await.is_err()
+                            || self.io.flush().await.is_err()
+                        {
+                            return Err(StompError::new("connection lost", "write failed"));
+                        }
+                        self.wbuf.clear();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                r => break r?,
+            }
+        };
         self.last_seq = published.seq;
         Ok(published.seq)
     }
