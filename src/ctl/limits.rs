@@ -69,12 +69,20 @@ pub(super) fn limits(c: &Client, v: &str, cmd: LimitCmd) -> Result<Out, CtlError
         LimitCmd::Vhost { name, value } => {
             let path = format!("/api/vhost-limits/{v}/{}", seg(&name));
             let r = c.put(&path, &json!({ "value": value }))?;
-            Out::Done(format!("vhost limit {name} set to {value}"), r)
+            Out::Done(limit_done(&format!("vhost limit {name}"), value), r)
         }
         LimitCmd::User { who, name, value } => {
             let path = format!("/api/user-limits/{}/{}", seg(&who), seg(&name));
             let r = c.put(&path, &json!({ "value": value }))?;
-            Out::Done(format!("limit {name} of '{who}' set to {value}"), r)
+            Out::Done(limit_done(&format!("limit {name} of '{who}'"), value), r)
         }
     })
+}
+
+fn limit_done(what: &str, value: i64) -> String {
+    if value < 0 {
+        format!("{what} removed")
+    } else {
+        format!("{what} set to {value}")
+    }
 }
