@@ -401,6 +401,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Publishing is blocked while the broker's heap is above this fraction of RAM (0 = off).
     pub memory_high_watermark: f64,
+    /// A connection whose client reads nothing of what is owed to it for this long is closed
+    /// as a slow consumer, ms (0 = never).
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -467,6 +470,7 @@ impl Default for Limits {
             max_frame: 16 << 20,
             max_connections: 10_000,
             memory_high_watermark: 0.4,
+            write_timeout_ms: 30_000,
         }
     }
 }

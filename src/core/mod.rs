@@ -14,6 +14,7 @@ pub mod auth;
 mod dedup;
 mod error;
 pub mod filter;
+mod limits;
 mod memory;
 pub mod message;
 pub mod meta;
@@ -39,10 +40,10 @@ use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
 pub use admin::{FoundMessage, Lookup, QueueSummary};
-pub use auth::{Access, Credential, Permission, User};
+pub use auth::{Access, Credential, Permission, TopicPermission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
-pub use meta::{ExchangeKind, Overflow, QueueArgs};
+pub use meta::{ExchangeKind, Overflow, QueueArgs, UserLimits, VhostLimits};
 pub use queue::{
     ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, RetryPolicy, Settle, StartFrom,
     DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
@@ -335,7 +336,16 @@ impl Broker {
         client_id: &str,
     ) -> CoreResult<Session> {
         let mut s = self.open_session(user, credential, vhost, peer, protocol, client_id)?;
-        s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
+        let (per_user, per_vhost) = self.connection_limits(user, vhost);
+        let link = self
+            .inner
+            .connections
+            .register_within(s.id, s.info().clone(), per_user, per_vhost)
+            .map_err(|why| {
+                tracing::info!(user, vhost, protocol, peer = ?peer, why = %why, "connection refused");
+                CoreError::ResourceLimit(why)
+            })?;
+        s.conn = Some(link);
         Ok(s)
     }
 
@@ -381,7 +391,7 @@ impl Broker {
                 .iter()
                 .find(|p| p.user == user && p.vhost == vhost)
                 .ok_or_else(|| refused("no permissions on this vhost"))?;
-            auth::Grants::new(p)
+            auth::Grants::new(p).with_topics(&meta.topic_permissions, user, vhost, client_id)
         };
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let info = ClientInfo {
@@ -715,6 +725,7 @@ impl BrokerInner {
         if d.durable && !d.exclusive {
             self.check_writable()?;
         }
+        self.check_queue_limit(vhost, rlock(&vh).queues.len())?;
         let def = QueueDef {
             vhost: vhost.into(),
             name: d.name.clone(),

@@ -355,6 +355,16 @@ impl Session {
         s
     }
 
+    /// As [`Session::open_sibling`], for an AMQP channel: refused with `ResourceLimit` when
+    /// the user's channels over all its connections reach its `max_channels` limit.
+    ///
+    /// # Errors
+    /// `ResourceLimit`.
+    pub fn try_open_sibling(&self) -> CoreResult<Session> {
+        super::limits::check_channel_limit(&self.broker, &self.info.user)?;
+        Ok(self.open_sibling())
+    }
+
     /// Who this session is.
     pub fn info(&self) -> &ClientInfo {
         &self.info
@@ -387,6 +397,23 @@ impl Session {
                 self.info.vhost, self.info.user
             )))
         }
+    }
+
+    /// Checks the topic permissions (publish: `Write` on the routing key; bind: `Read` on the
+    /// binding key), in RabbitMQ's words.
+    pub(crate) fn check_topic(&self, access: Access, exchange: &str, key: &str) -> CoreResult<()> {
+        if self.grants.allows_topic(access, exchange, key) {
+            return Ok(());
+        }
+        let what = if access == Access::Write {
+            "write"
+        } else {
+            "read"
+        };
+        Err(CoreError::AccessRefused(format!(
+            "{what} access to topic '{key}' in exchange '{exchange}' in vhost '{}' refused for user '{}'",
+            self.info.vhost, self.info.user
+        )))
     }
 
     /// Declares (or checks) an exchange.
@@ -545,6 +572,7 @@ impl Session {
     pub fn bind(&mut self, b: BindingDecl) -> CoreResult<()> {
         self.check(Access::Write, &b.destination)?;
         self.check(Access::Read, &b.exchange)?;
+        self.check_topic(Access::Read, &b.exchange, &b.routing_key)?;
         if !b.destination_is_exchange {
             self.queue(&b.destination)?;
         }
@@ -637,6 +665,9 @@ impl Session {
         if self.write_ok.as_deref() != Some(exchange) {
             self.check(Access::Write, exchange)?;
             self.write_ok = Some(exchange.to_string());
+        }
+        if self.grants.has_topic_rules() {
+            self.check_topic(Access::Write, exchange, routing_key)?;
         }
         if let Some(uid) = &msg.properties.user_id {
             if uid != &self.info.user {
