@@ -82,6 +82,11 @@ impl Broker {
         }
     }
 
+    /// Changes whenever the durable metadata changes (a counter of `meta.json` saves).
+    pub fn meta_version(&self) -> u64 {
+        self.inner.metafile.saves()
+    }
+
     /// The durable state to ship to slaves: what `meta.json`, the offsets files and
     /// `retained.bin` hold right now.
     pub fn replicated_meta(&self) -> ReplicatedMeta {

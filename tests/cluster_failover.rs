@@ -1,0 +1,293 @@
+//! Failover through the Raft controllers, with real processes: three controllers, a name
+//! server and a 2-master 2-slave cluster in sync mode. The master of one group is killed
+//! (kill -9) while a producer publishes with confirms; the controllers promote its in-sync
+//! slave, the producer's client follows it through the name server, no confirmed message is
+//! lost, and the old master comes back as a slave, cutting what it wrote after its term.
+//! An MQTT client (rumqttc) finds the new master through the name server's route and
+//! publishes to it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{free_port, http_get, wait_until_async, Proc};
+use junction_sdk::{Client, ClientOptions, Destination, Message, QueueOptions, ReconnectOptions};
+
+fn broker_conf(group: &str, id: u64, ns: &str, controllers: &str) -> String {
+    format!(
+        "broker_name = \"{group}\"\nbroker_id = {id}\nreplication = \"sync\"\n\
+         name_servers = [\"{ns}\"]\ncontrollers = [{controllers}]\n"
+    )
+}
+
+/// From the name server: (broker id, role, epoch, in-sync slave ids) of each broker of `group`.
+fn brokers(ns: &Proc, group: &str) -> Vec<(u64, String, u64, Vec<u64>)> {
+    let Some(all) = http_get(ns.addr("namesrv"), "/brokers", false) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["broker_name"] == group)
+        .map(|b| {
+            (
+                b["broker_id"].as_u64().unwrap(),
+                b["role"].as_str().unwrap().to_string(),
+                b["epoch"].as_u64().unwrap(),
+                b["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["in_sync"] == true)
+                    .map(|r| r["broker_id"].as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The address of a listener of the group's master, from the name server's route.
+fn master_listener(ns: &Proc, group: &str, protocol: &str) -> Option<String> {
+    let g = http_get(ns.addr("namesrv"), &format!("/groups/{group}"), false)?;
+    g["master"]["listeners"][protocol]
+        .as_str()
+        .map(str::to_string)
+}
+
+async fn pull_all(c: &Client, queue: &str, partitions: u16) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in 0..partitions {
+        let mut at = 0;
+        while let Ok(got) = c.pull(queue, p, at, 1000).await {
+            if got.messages.is_empty() {
+                break;
+            }
+            at = got.next_offset;
+            out.extend(
+                got.messages
+                    .iter()
+                    .map(|m| String::from_utf8(m.body.to_vec()).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messages() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let _controllers: Vec<Proc> = (1..=3)
+        .map(|id| Proc::controller(id, &peers, 1500))
+        .collect();
+    let ns = Proc::namesrv(1500);
+    let ns_addr = ns.addr("namesrv").to_string();
+    let ctl_list = ports
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut a0 = Proc::broker(
+        "broker-a-0",
+        &broker_conf("broker-a", 0, &ns_addr, &ctl_list),
+    );
+    let a1 = Proc::broker(
+        "broker-a-1",
+        &broker_conf("broker-a", 1, &ns_addr, &ctl_list),
+    );
+    let _b0 = Proc::broker(
+        "broker-b-0",
+        &broker_conf("broker-b", 0, &ns_addr, &ctl_list),
+    );
+    let _b1 = Proc::broker(
+        "broker-b-1",
+        &broker_conf("broker-b", 1, &ns_addr, &ctl_list),
+    );
+
+    // The controllers elect broker 0 of each group; its slave gets in sync.
+    for g in ["broker-a", "broker-b"] {
+        wait_until_async(90, "a master with an in-sync slave", || async {
+            brokers(&ns, g)
+                == vec![
+                    (0, "master".to_string(), 1, vec![1]),
+                    (1, "slave".to_string(), 1, vec![]),
+                ]
+        })
+        .await;
+    }
+    let admin = Client::connect(ClientOptions::new(a0.addr("native").to_string()))
+        .await
+        .unwrap();
+    admin
+        .admin()
+        .declare_queue(QueueOptions::new("load").partitions(2))
+        .await
+        .unwrap();
+    admin
+        .admin()
+        .declare_queue(QueueOptions::new("mqtt-in"))
+        .await
+        .unwrap();
+    admin
+        .admin()
+        .bind("mqtt-in", "amq.topic", "sensors.#")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+
+    // A producer bound to group a through the name server: it follows the group's master.
+    let client = Client::connect(
+        ClientOptions::default()
+            .address("")
+            .name_servers([ns_addr.clone()])
+            .broker("broker-a")
+            .request_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
+            .reconnect(ReconnectOptions {
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(300),
+                ..Default::default()
+            }),
+    )
+    .await
+    .unwrap();
+    let confirmed: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let failed = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, confirmed, failed, stop) = (
+            client.clone(),
+            Arc::clone(&confirmed),
+            Arc::clone(&failed),
+            Arc::clone(&stop),
+        );
+        tokio::spawn(async move {
+            let producer = client.producer();
+            let dest = Destination::queue("load");
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let mut batch = Vec::new();
+                for _ in 0..16 {
+                    let body = format!("L{i:06}");
+                    i += 1;
+                    match producer
+                        .send_pipelined(&dest, Message::new(body.clone()))
+                        .await
+                    {
+                        Ok(c) => batch.push((body, c)),
+                        Err(_) => *failed.lock().unwrap() += 1,
+                    }
+                }
+                for (body, c) in batch {
+                    match c.await {
+                        Ok(_) => confirmed.lock().unwrap().push((body, Instant::now())),
+                        Err(_) => *failed.lock().unwrap() += 1,
+                    }
+                }
+            }
+        })
+    };
+    let count = |c: &Arc<Mutex<Vec<(String, Instant)>>>| c.lock().unwrap().len();
+    wait_until_async(60, "500 confirmed publishes", || async {
+        count(&confirmed) >= 500
+    })
+    .await;
+
+    a0.kill();
+    let killed = Instant::now();
+    let before = count(&confirmed);
+    wait_until_async(90, "publishes confirmed by the new master", || async {
+        count(&confirmed) >= before + 300
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    load.await.unwrap();
+    let first_after = confirmed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, at)| *at)
+        .find(|at| *at > killed)
+        .unwrap();
+    let failover = first_after - killed;
+    println!(
+        "failover: {} ms from kill -9 of the master to the first publish confirmed by the promoted slave \
+         ({} confirmed, {} failed or unknown)",
+        failover.as_millis(),
+        count(&confirmed),
+        failed.lock().unwrap()
+    );
+    wait_until_async(60, "broker 1 as master of term 2", || async {
+        brokers(&ns, "broker-a")
+            .first()
+            .is_some_and(|b| (b.0, b.1.as_str(), b.2) == (1, "master", 2))
+    })
+    .await;
+
+    // Zero confirmed messages lost: every one is on the promoted slave.
+    let new_master = Client::connect(ClientOptions::new(a1.addr("native").to_string()))
+        .await
+        .unwrap();
+    let stored = pull_all(&new_master, "load", 2).await;
+
+    let lost: Vec<String> = confirmed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(b, _)| b.clone())
+        .filter(|b| !stored.contains(b))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} confirmed messages lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+
+    // An MQTT client finds the new master through the name server's route and publishes.
+    let mqtt = master_listener(&ns, "broker-a", "mqtt").expect("the route names the new master");
+    assert_eq!(mqtt, a1.addr("mqtt").to_string());
+    let addr: std::net::SocketAddr = mqtt.parse().unwrap();
+    let mut m = common::mqtt::V4::connect(addr, "sensor-1").await;
+    m.client
+        .publish("sensors/t1", rumqttc::QoS::AtLeastOnce, false, "21.5")
+        .await
+        .unwrap();
+    m.until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+        .await;
+    let got = new_master.pull("mqtt-in", 0, 0, 10).await.unwrap();
+    assert_eq!(&got.messages.last().unwrap().body[..], b"21.5");
+
+    // The old master comes back: a slave now, with exactly the new master's log.
+    a0.restart();
+    wait_until_async(90, "the old master back as an in-sync slave", || async {
+        brokers(&ns, "broker-a")
+            == vec![
+                (0, "slave".to_string(), 2, vec![]),
+                (1, "master".to_string(), 2, vec![0]),
+            ]
+    })
+    .await;
+    let old = Client::connect(ClientOptions::new(a0.addr("native").to_string()))
+        .await
+        .unwrap();
+    wait_until_async(
+        60,
+        "the old master to hold the new master's log",
+        || async {
+            a0.log_end() == a1.log_end()
+                && pull_all(&old, "load", 2).await == pull_all(&new_master, "load", 2).await
+        },
+    )
+    .await;
+}
