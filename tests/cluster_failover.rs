@@ -197,6 +197,15 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
             }
         })
     };
+    // An MQTT device publishing to the master before it dies.
+    let mqtt_before = master_listener(&ns, "broker-a", "mqtt").unwrap();
+    let mut m = common::mqtt::V4::connect(mqtt_before.parse().unwrap(), "sensor-1").await;
+    m.client
+        .publish("sensors/t1", rumqttc::QoS::AtLeastOnce, false, "20.0")
+        .await
+        .unwrap();
+    m.until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+        .await;
     let count = |c: &Arc<Mutex<Vec<(String, Instant)>>>| c.lock().unwrap().len();
     wait_until_async(60, "500 confirmed publishes", || async {
         count(&confirmed) >= 500
@@ -254,11 +263,17 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
         &lost[..lost.len().min(10)]
     );
 
-    // An MQTT client finds the new master through the name server's route and publishes.
+    // The MQTT device lost its broker; it reconnects to the address the name server's route
+    // gives for the group's master now (the promoted slave) and goes on publishing.
+    loop {
+        if m.next().await.is_err() {
+            break;
+        }
+    }
     let mqtt = master_listener(&ns, "broker-a", "mqtt").expect("the route names the new master");
+    assert_ne!(mqtt, mqtt_before);
     assert_eq!(mqtt, a1.addr("mqtt").to_string());
-    let addr: std::net::SocketAddr = mqtt.parse().unwrap();
-    let mut m = common::mqtt::V4::connect(addr, "sensor-1").await;
+    let mut m = common::mqtt::V4::connect(mqtt.parse().unwrap(), "sensor-1").await;
     m.client
         .publish("sensors/t1", rumqttc::QoS::AtLeastOnce, false, "21.5")
         .await
@@ -266,7 +281,12 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
     m.until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
         .await;
     let got = new_master.pull("mqtt-in", 0, 0, 10).await.unwrap();
-    assert_eq!(&got.messages.last().unwrap().body[..], b"21.5");
+    let bodies: Vec<&[u8]> = got.messages.iter().map(|m| &m.body[..]).collect();
+    assert_eq!(
+        bodies,
+        vec![&b"20.0"[..], &b"21.5"[..]],
+        "both readings, the first confirmed by the old master"
+    );
 
     // The old master comes back: a slave now, with exactly the new master's log.
     a0.restart();

@@ -35,8 +35,8 @@ impl BrokerInner {
             return Ok(());
         }
         let why = lock(&self.read_only_why).clone();
-        Err(CoreError::AccessRefused(format!(
-            "read-only: {why}; publish to the master of this broker group"
+        Err(CoreError::ReadOnly(format!(
+            "{why}; publish to the master of this broker group"
         )))
     }
 }
