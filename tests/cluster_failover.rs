@@ -88,7 +88,7 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
         .collect::<Vec<_>>()
         .join(",");
     let _controllers: Vec<Proc> = (1..=3)
-        .map(|id| Proc::controller(id, &peers, 1500))
+        .map(|id| Proc::controller(id, &peers, 3000))
         .collect();
     let ns = Proc::namesrv(1500);
     let ns_addr = ns.addr("namesrv").to_string();

@@ -452,7 +452,7 @@ pub async fn run_slave(
         let result = match addr {
             Some(addr) => tokio::select! {
                 r = slave_session(&ha, &addr, &stop) => r,
-                _ = addr_rx.changed() => Ok(None),
+                () = address_changed(&mut addr_rx) => Ok(None),
                 _ = stop.cancelled() => return SlaveExit::Stopped,
             },
             None => Ok(None),
@@ -467,9 +467,16 @@ pub async fn run_slave(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = addr_rx.changed() => {}
+            () = address_changed(&mut addr_rx) => {}
             _ = stop.cancelled() => return SlaveExit::Stopped,
         }
+    }
+}
+
+/// Resolves when the master's address changes; never, once nobody can change it.
+async fn address_changed(rx: &mut watch::Receiver<Option<String>>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

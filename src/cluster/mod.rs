@@ -114,10 +114,10 @@ impl Node {
         } else {
             ha.set_master(false);
             broker.set_read_only(Some(slave_reason(&c.broker_name, c.broker_id)));
-            let (_addr_tx, addr_rx) = watch::channel(Some(c.master_ha_address.clone()));
+            // Fixed roles: the master never moves, so nobody keeps the sender.
+            let (_, addr_rx) = watch::channel(Some(c.master_ha_address.clone()));
             let (ha, stop) = (Arc::clone(&ha), stop.clone());
             tasks.spawn(async move {
-                let _keep = _addr_tx;
                 if let SlaveExit::Truncate(at) = ha::run_slave(ha, addr_rx, stop).await {
                     let _ = restart_tx.send(Some(Restart::Truncate(at)));
                 }
