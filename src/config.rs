@@ -29,6 +29,8 @@ pub struct Config {
     pub stomp: StompSection,
     /// The HTTP admin API and metrics listener.
     pub http: HttpSection,
+    /// Certificates and client verification for every TLS listener.
+    pub tls: TlsSection,
     /// The user created on first start (full permissions on `/`, loopback only).
     pub default_user: DefaultUser,
     /// Connection limits.
@@ -125,6 +127,10 @@ pub struct ListenerSection {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Whether the TLS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 /// `[amqp]`.
@@ -141,6 +147,10 @@ pub struct AmqpSection {
     pub channel_max: u16,
     /// Heartbeat interval proposed, seconds (0 = none).
     pub heartbeat_s: u16,
+    /// Whether the TLS listener (AMQPS) is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for AmqpSection {
@@ -151,6 +161,8 @@ impl Default for AmqpSection {
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat_s: 60,
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 5671)),
         }
     }
 }
@@ -184,6 +196,14 @@ pub struct MqttSection {
     pub ws_enabled: bool,
     /// WebSocket address to listen on.
     pub ws_listen: SocketAddr,
+    /// Whether the TLS listener (MQTTS) is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
+    /// Whether the WebSocket-over-TLS listener (WSS) is started (needs `[tls]`).
+    pub wss_enabled: bool,
+    /// WSS address to listen on.
+    pub wss_listen: SocketAddr,
 }
 
 impl Default for MqttSection {
@@ -201,6 +221,10 @@ impl Default for MqttSection {
             max_session_expiry: u32::MAX,
             ws_enabled: true,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 15675)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            wss_enabled: false,
+            wss_listen: SocketAddr::from(([127, 0, 0, 1], 15676)),
         }
     }
 }
@@ -226,6 +250,14 @@ pub struct StompSection {
     /// Heart-beat interval offered both ways, ms: the server sends and expects heart-beats no
     /// more often than this (the client's slower value wins). 0 = no heart-beats.
     pub heartbeat_ms: u32,
+    /// Whether the TLS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// TLS address to listen on.
+    pub tls_listen: SocketAddr,
+    /// Whether the WebSocket-over-TLS listener (WSS) is started (needs `[tls]`).
+    pub wss_enabled: bool,
+    /// WSS address to listen on.
+    pub wss_listen: SocketAddr,
 }
 
 impl Default for StompSection {
@@ -239,6 +271,10 @@ impl Default for StompSection {
             max_headers: 1000,
             max_header_length: 8192,
             heartbeat_ms: 1000,
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 61614)),
+            wss_enabled: false,
+            wss_listen: SocketAddr::from(([127, 0, 0, 1], 15673)),
         }
     }
 }
@@ -251,6 +287,10 @@ pub struct HttpSection {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Whether the HTTPS listener is started (needs `[tls]`).
+    pub tls_enabled: bool,
+    /// HTTPS address to listen on.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for HttpSection {
@@ -258,6 +298,46 @@ impl Default for HttpSection {
         HttpSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 15671)),
+        }
+    }
+}
+
+/// `[tls]`: the certificate every TLS listener presents, and how clients' certificates are
+/// checked. A TLS listener is started only when its section says `tls_enabled = true` (or
+/// `wss_enabled`), and then these files must be set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The server's certificate chain, PEM (leaf first).
+    pub cert_file: PathBuf,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates client certificates are verified against, PEM (`verify = "peer"`).
+    pub ca_file: PathBuf,
+    /// `"none"`: no client certificate is asked for. `"peer"`: one is asked for and, when
+    /// given, must chain to `ca_file` (RabbitMQ's `verify_peer`).
+    pub verify: String,
+    /// With `verify = "peer"`: a client without a certificate is refused.
+    pub fail_if_no_peer_cert: bool,
+    /// A client with a verified certificate may log in as the certificate's subject CN
+    /// without a password (RabbitMQ's `ssl_cert_login`, AMQP's EXTERNAL mechanism).
+    pub cert_login: bool,
+    /// Time allowed for a TLS handshake, ms.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            verify: "none".into(),
+            fail_if_no_peer_cert: false,
+            cert_login: false,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -295,6 +375,7 @@ impl Default for Config {
             mqtt: MqttSection::default(),
             stomp: StompSection::default(),
             http: HttpSection::default(),
+            tls: TlsSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
             cluster: ClusterSection::default(),
@@ -325,6 +406,8 @@ impl Default for ListenerSection {
         ListenerSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 5680)),
+            tls_enabled: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 5681)),
         }
     }
 }
@@ -422,6 +505,7 @@ impl Config {
                 "mqtt",
                 "stomp",
                 "http",
+                "tls",
                 "default_user",
                 "limits",
                 "cluster",
@@ -456,6 +540,15 @@ impl Config {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+        if cfg.tls.verify != "none" && cfg.tls.verify != "peer" {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "tls.verify must be \"none\" or \"peer\", not {:?}",
+                    cfg.tls.verify
+                ),
+            });
+        }
         if cfg.store.flush != "sync" && cfg.store.flush != "async" {
             return Err(ConfigError::Parse {
                 path,

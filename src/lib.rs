@@ -6,6 +6,7 @@
 //! - [`gateway`]: one module per protocol, mapping a connection onto a core session.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`config`]: `conf/junction.toml` -> typed configuration.
+//! - [`tls`]: TLS for every listener (rustls): handshake, client certificates, the stream type.
 //! - [`admin`]: the HTTP admin API, Prometheus `/metrics` and the OpenAPI document.
 //! - [`ctl`]: `junction ctl`, the admin API from the command line.
 //! - [`cluster`]: broker groups, replication, name servers and controllers.
@@ -18,3 +19,4 @@ pub mod core;
 pub mod ctl;
 pub mod gateway;
 pub mod server;
+pub mod tls;

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::core::{Broker, CoreConfig};
 use crate::gateway;
+use crate::tls::{self, Stream};
 
 /// Runs the broker until `shutdown` completes.
 ///
@@ -58,6 +59,13 @@ fn keep_addresses(cfg: &mut Config, bound: &[(&str, SocketAddr)]) {
             "stomp" => cfg.stomp.listen = *a,
             "stomp-ws" => cfg.stomp.ws_listen = *a,
             "http" => cfg.http.listen = *a,
+            "native-tls" => cfg.native.tls_listen = *a,
+            "amqps" => cfg.amqp.tls_listen = *a,
+            "mqtts" => cfg.mqtt.tls_listen = *a,
+            "mqtt-wss" => cfg.mqtt.wss_listen = *a,
+            "stomps" => cfg.stomp.tls_listen = *a,
+            "stomp-wss" => cfg.stomp.wss_listen = *a,
+            "https" => cfg.http.tls_listen = *a,
             "ha" => cfg.cluster.ha_listen = *a,
             _ => {}
         }
@@ -84,56 +92,57 @@ async fn run_once(
 
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(cfg.limits.max_connections));
-    let mut bound: Bound = Vec::new();
+    let mut net = Net {
+        broker: broker.clone(),
+        stop: stop.clone(),
+        tracker: tracker.clone(),
+        slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        bound: Vec::new(),
+    };
+    let wants_tls = cfg.native.tls_enabled
+        || cfg.amqp.tls_enabled
+        || cfg.mqtt.tls_enabled
+        || cfg.mqtt.wss_enabled
+        || cfg.stomp.tls_enabled
+        || cfg.stomp.wss_enabled
+        || cfg.http.tls_enabled;
+    let tls = if wants_tls {
+        Some(tls::Acceptor::new(&cfg.tls).context("setting up TLS ([tls])")?)
+    } else {
+        None
+    };
     let node = if cfg.cluster.enabled {
         let node = crate::cluster::Node::start(cfg, broker.clone()).await?;
-        bound.push(("ha", node.ha_addr()));
+        net.bound.push(("ha", node.ha_addr()));
         Some(node)
     } else {
         None
     };
 
-    if cfg.native.enabled {
-        let listener = TcpListener::bind(cfg.native.listen)
-            .await
-            .with_context(|| format!("binding the native listener on {}", cfg.native.listen))?;
-        let addr = listener.local_addr()?;
-        bound.push(("native", addr));
+    if cfg.native.enabled || cfg.native.tls_enabled {
         let settings = gateway::native::Settings {
             max_frame: cfg.limits.max_frame,
             ..Default::default()
         };
-        let (broker, stop2, tracker2, slots) = (
-            broker.clone(),
-            stop.clone(),
-            tracker.clone(),
-            Arc::clone(&slots),
-        );
-        tracker.spawn(accept_loop(
-            listener,
-            "native",
-            slots,
-            stop2.clone(),
-            tracker2,
-            move |stream, peer| {
-                gateway::native::serve(
-                    stream,
-                    peer,
-                    broker.clone(),
-                    stop2.clone(),
-                    settings.clone(),
-                )
-            },
-        ));
+        let serve = move |stream, peer, who: tls::Peer, broker, stop| {
+            let settings = gateway::native::Settings {
+                cert_user: who.cert_user,
+                ..settings.clone()
+            };
+            gateway::native::serve(stream, peer, broker, stop, settings)
+        };
+        let n = &cfg.native;
+        for (on, name, addr, tls) in [
+            (n.enabled, "native", n.listen, None),
+            (n.tls_enabled, "native-tls", n.tls_listen, tls.clone()),
+        ] {
+            if on {
+                net.listen(name, addr, tls, serve.clone()).await?;
+            }
+        }
     }
 
-    if cfg.amqp.enabled {
-        let listener = TcpListener::bind(cfg.amqp.listen)
-            .await
-            .with_context(|| format!("binding the amqp listener on {}", cfg.amqp.listen))?;
-        let addr = listener.local_addr()?;
-        bound.push(("amqp", addr));
+    if cfg.amqp.enabled || cfg.amqp.tls_enabled {
         let settings = gateway::amqp::Settings {
             frame_max: cfg.amqp.frame_max,
             channel_max: cfg.amqp.channel_max,
@@ -141,37 +150,28 @@ async fn run_once(
             max_message_size: cfg.store.max_record_size,
             ..Default::default()
         };
-        let (broker, stop2, tracker2, slots) = (
-            broker.clone(),
-            stop.clone(),
-            tracker.clone(),
-            Arc::clone(&slots),
-        );
-        tracker.spawn(accept_loop(
-            listener,
-            "amqp",
-            slots,
-            stop2.clone(),
-            tracker2,
-            move |stream, peer| {
-                gateway::amqp::serve(
-                    stream,
-                    peer,
-                    broker.clone(),
-                    stop2.clone(),
-                    settings.clone(),
-                )
-            },
-        ));
+        let serve = move |stream, peer, who: tls::Peer, broker, stop| {
+            let settings = gateway::amqp::Settings {
+                cert_user: who.cert_user,
+                ..settings.clone()
+            };
+            gateway::amqp::serve(stream, peer, broker, stop, settings)
+        };
+        let a = &cfg.amqp;
+        for (on, name, addr, tls) in [
+            (a.enabled, "amqp", a.listen, None),
+            (a.tls_enabled, "amqps", a.tls_listen, tls.clone()),
+        ] {
+            if on {
+                net.listen(name, addr, tls, serve.clone()).await?;
+            }
+        }
     }
 
-    if cfg.mqtt.enabled {
-        let listener = TcpListener::bind(cfg.mqtt.listen)
-            .await
-            .with_context(|| format!("binding the mqtt listener on {}", cfg.mqtt.listen))?;
-        let addr = listener.local_addr()?;
-        bound.push(("mqtt", addr));
-        let m = &cfg.mqtt;
+    let m = &cfg.mqtt;
+    if m.enabled || m.ws_enabled || m.tls_enabled || m.wss_enabled {
+        // One registry (in the settings) for every MQTT listener: a client id is one session
+        // whichever way the client comes in.
         let settings = gateway::mqtt::Settings {
             vhost: m.vhost.clone(),
             exchange: m.exchange.clone(),
@@ -188,192 +188,136 @@ async fn run_once(
             max_session_expiry: m.max_session_expiry,
             ..Default::default()
         };
-        {
-            let (broker, stop2, tracker2, slots) = (
-                broker.clone(),
-                stop.clone(),
-                tracker.clone(),
-                Arc::clone(&slots),
-            );
-            let settings = settings.clone();
-            tracker.spawn(accept_loop(
-                listener,
-                "mqtt",
-                slots,
-                stop2.clone(),
-                tracker2,
-                move |stream, peer| {
-                    let _ = stream.set_nodelay(true);
-                    gateway::mqtt::serve(
-                        stream,
-                        peer,
-                        broker.clone(),
-                        stop2.clone(),
-                        settings.clone(),
-                    )
-                },
-            ));
-        }
-        if m.ws_enabled {
-            let listener = TcpListener::bind(m.ws_listen)
-                .await
-                .with_context(|| format!("binding the mqtt-ws listener on {}", m.ws_listen))?;
-            bound.push(("mqtt-ws", listener.local_addr()?));
-            let upgrade = gateway::ws::Upgrade {
-                paths: vec!["/mqtt".into(), "/ws".into(), "/".into()],
-                subprotocols: vec!["mqtt".into(), "mqttv3.1".into()],
-                max_message: usize::try_from(m.max_packet_size)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(8),
-                timeout: settings.connect_timeout,
-                outgoing: gateway::ws::Outgoing::Binary,
-            };
-            // One registry for both listeners: a client id is one session whichever way the
-            // client comes in.
+        let upgrade = gateway::ws::Upgrade {
+            paths: vec!["/mqtt".into(), "/ws".into(), "/".into()],
+            subprotocols: vec!["mqtt".into(), "mqttv3.1".into()],
+            max_message: usize::try_from(m.max_packet_size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(8),
+            timeout: settings.connect_timeout,
+            outgoing: gateway::ws::Outgoing::Binary,
+        };
+        for (on, name, addr, tls, ws) in [
+            (m.enabled, "mqtt", m.listen, None, false),
+            (m.tls_enabled, "mqtts", m.tls_listen, tls.clone(), false),
+            (m.ws_enabled, "mqtt-ws", m.ws_listen, None, true),
+            (m.wss_enabled, "mqtt-wss", m.wss_listen, tls.clone(), true),
+        ] {
+            if !on {
+                continue;
+            }
             let settings = gateway::mqtt::Settings {
-                protocol: "mqtt-ws",
-                ..settings
+                protocol: name,
+                ..settings.clone()
             };
-            let (broker, stop2, tracker2, slots) = (
-                broker.clone(),
-                stop.clone(),
-                tracker.clone(),
-                Arc::clone(&slots),
-            );
-            tracker.spawn(accept_loop(
-                listener,
-                "mqtt-ws",
-                slots,
-                stop2.clone(),
-                tracker2,
-                move |stream, peer| {
-                    let (broker, stop, settings, upgrade) = (
-                        broker.clone(),
-                        stop2.clone(),
-                        settings.clone(),
-                        upgrade.clone(),
-                    );
-                    async move {
-                        let _ = stream.set_nodelay(true);
-                        match gateway::ws::accept(stream, &upgrade).await {
+            let upgrade = ws.then(|| upgrade.clone());
+            let serve = move |stream, peer, who: tls::Peer, broker, stop| {
+                let settings = gateway::mqtt::Settings {
+                    cert_user: who.cert_user,
+                    ..settings.clone()
+                };
+                let upgrade = upgrade.clone();
+                async move {
+                    match upgrade {
+                        None => gateway::mqtt::serve(stream, peer, broker, stop, settings).await,
+                        Some(u) => match gateway::ws::accept(stream, &u).await {
                             Ok(ws) => gateway::mqtt::serve(ws, peer, broker, stop, settings).await,
                             Err(e) => {
-                                tracing::info!(protocol = "mqtt-ws", peer = %peer, error = %e, "WebSocket upgrade failed")
+                                tracing::info!(protocol = name, peer = %peer, error = %e, "WebSocket upgrade failed")
                             }
-                        }
+                        },
                     }
-                },
-            ));
+                }
+            };
+            net.listen(name, addr, tls, serve).await?;
         }
     }
 
-    if cfg.stomp.enabled || cfg.stomp.ws_enabled {
+    let st = &cfg.stomp;
+    if st.enabled || st.ws_enabled || st.tls_enabled || st.wss_enabled {
         let settings = gateway::stomp::Settings {
-            max_frame: cfg.stomp.max_frame,
-            max_headers: cfg.stomp.max_headers,
-            max_header_length: cfg.stomp.max_header_length,
-            heartbeat_ms: cfg.stomp.heartbeat_ms,
+            max_frame: st.max_frame,
+            max_headers: st.max_headers,
+            max_header_length: st.max_header_length,
+            heartbeat_ms: st.heartbeat_ms,
             default_login: Some((
                 cfg.default_user.name.clone(),
                 cfg.default_user.password.clone(),
             )),
             ..Default::default()
         };
-        if cfg.stomp.enabled {
-            let listener = TcpListener::bind(cfg.stomp.listen)
-                .await
-                .with_context(|| format!("binding the stomp listener on {}", cfg.stomp.listen))?;
-            bound.push(("stomp", listener.local_addr()?));
-            let (broker, stop2, tracker2, slots) = (
-                broker.clone(),
-                stop.clone(),
-                tracker.clone(),
-                Arc::clone(&slots),
-            );
-            let settings = settings.clone();
-            tracker.spawn(accept_loop(
-                listener,
-                "stomp",
-                slots,
-                stop2.clone(),
-                tracker2,
-                move |stream, peer| {
-                    let _ = stream.set_nodelay(true);
-                    gateway::stomp::serve(
-                        stream,
-                        peer,
-                        broker.clone(),
-                        stop2.clone(),
-                        settings.clone(),
-                    )
-                },
-            ));
-        }
-        if cfg.stomp.ws_enabled {
-            let listener = TcpListener::bind(cfg.stomp.ws_listen)
-                .await
-                .with_context(|| {
-                    format!("binding the stomp-ws listener on {}", cfg.stomp.ws_listen)
-                })?;
-            bound.push(("stomp-ws", listener.local_addr()?));
-            let upgrade = gateway::ws::Upgrade {
-                paths: vec!["/ws".into(), "/".into()],
-                subprotocols: vec!["v12.stomp".into(), "v11.stomp".into(), "v10.stomp".into()],
-                // A STOMP frame may span WebSocket messages, but no message may be bigger
-                // than a frame (plus its header section).
-                max_message: cfg.stomp.max_frame.saturating_add(1 << 20),
-                timeout: settings.handshake_timeout,
-                outgoing: gateway::ws::Outgoing::TextWhenUtf8,
-            };
+        let upgrade = gateway::ws::Upgrade {
+            paths: vec!["/ws".into(), "/".into()],
+            subprotocols: vec!["v12.stomp".into(), "v11.stomp".into(), "v10.stomp".into()],
+            // A STOMP frame may span WebSocket messages, but no message may be bigger than a
+            // frame (plus its header section).
+            max_message: st.max_frame.saturating_add(1 << 20),
+            timeout: settings.handshake_timeout,
+            outgoing: gateway::ws::Outgoing::TextWhenUtf8,
+        };
+        for (on, name, addr, tls, ws) in [
+            (st.enabled, "stomp", st.listen, None, false),
+            (st.tls_enabled, "stomps", st.tls_listen, tls.clone(), false),
+            (st.ws_enabled, "stomp-ws", st.ws_listen, None, true),
+            (
+                st.wss_enabled,
+                "stomp-wss",
+                st.wss_listen,
+                tls.clone(),
+                true,
+            ),
+        ] {
+            if !on {
+                continue;
+            }
             let settings = gateway::stomp::Settings {
-                protocol: "stomp-ws",
-                ..settings
+                protocol: name,
+                ..settings.clone()
             };
-            let (broker, stop2, tracker2, slots) = (
-                broker.clone(),
-                stop.clone(),
-                tracker.clone(),
-                Arc::clone(&slots),
-            );
-            tracker.spawn(accept_loop(
-                listener,
-                "stomp-ws",
-                slots,
-                stop2.clone(),
-                tracker2,
-                move |stream, peer| {
-                    let (broker, stop, settings, upgrade) = (
-                        broker.clone(),
-                        stop2.clone(),
-                        settings.clone(),
-                        upgrade.clone(),
-                    );
-                    async move {
-                        match gateway::ws::accept(stream, &upgrade).await {
+            let upgrade = ws.then(|| upgrade.clone());
+            let serve = move |stream, peer, who: tls::Peer, broker, stop| {
+                let settings = gateway::stomp::Settings {
+                    cert_user: who.cert_user,
+                    ..settings.clone()
+                };
+                let upgrade = upgrade.clone();
+                async move {
+                    match upgrade {
+                        None => gateway::stomp::serve(stream, peer, broker, stop, settings).await,
+                        Some(u) => match gateway::ws::accept(stream, &u).await {
                             Ok(ws) => gateway::stomp::serve(ws, peer, broker, stop, settings).await,
                             Err(e) => {
-                                tracing::info!(protocol = "stomp-ws", peer = %peer, error = %e, "WebSocket upgrade failed")
+                                tracing::info!(protocol = name, peer = %peer, error = %e, "WebSocket upgrade failed")
                             }
-                        }
+                        },
                     }
-                },
-            ));
+                }
+            };
+            net.listen(name, addr, tls, serve).await?;
         }
     }
 
-    let http = if cfg.http.enabled {
-        let listener = TcpListener::bind(cfg.http.listen)
-            .await
-            .with_context(|| format!("binding the http listener on {}", cfg.http.listen))?;
-        bound.push(("http", listener.local_addr()?));
-        Some(listener)
-    } else {
-        None
+    let http = match cfg.http.enabled {
+        true => Some(net.bind("http", cfg.http.listen).await?),
+        false => None,
     };
-    if let Some(listener) = http {
+    let https = match (cfg.http.tls_enabled, &tls) {
+        (true, Some(acceptor)) => {
+            let listener = net.bind("https", cfg.http.tls_listen).await?;
+            Some(tls::HttpsListener::new(
+                listener,
+                acceptor.clone(),
+                stop.clone(),
+            )?)
+        }
+        _ => None,
+    };
+    let bound = std::mem::take(&mut net.bound);
+    if http.is_some() || https.is_some() {
         let all = bound.iter().map(|(p, a)| (p.to_string(), *a)).collect();
         tracker.spawn(crate::admin::serve(
-            listener,
+            http,
+            https,
             broker.clone(),
             all,
             stop.clone(),
@@ -425,6 +369,82 @@ async fn run_once(
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok((restart, bound))
+}
+
+/// What every listener shares: the broker, the stop signal, the task tracker, the connection
+/// slots of `[limits] max_connections`, and the addresses bound so far.
+struct Net {
+    broker: Broker,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    slots: Arc<Semaphore>,
+    bound: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Net {
+    async fn bind(&mut self, name: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the {name} listener on {addr}"))?;
+        self.bound.push((name, listener.local_addr()?));
+        Ok(listener)
+    }
+
+    /// Binds `addr` and serves each accepted connection with `serve`, after a TLS handshake
+    /// when `tls` is given.
+    async fn listen<F, Fut>(
+        &mut self,
+        name: &'static str,
+        addr: SocketAddr,
+        tls: Option<tls::Acceptor>,
+        serve: F,
+    ) -> anyhow::Result<()>
+    where
+        F: Fn(Stream, SocketAddr, tls::Peer, Broker, CancellationToken) -> Fut
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = self.bind(name, addr).await?;
+        let serve = Arc::new(serve);
+        let (broker, stop, tracker, slots) = (
+            self.broker.clone(),
+            self.stop.clone(),
+            self.tracker.clone(),
+            Arc::clone(&self.slots),
+        );
+        self.tracker.spawn(accept_loop(
+            listener,
+            name,
+            slots,
+            stop.clone(),
+            tracker,
+            move |tcp, peer| {
+                let (serve, tls, broker, stop) = (
+                    Arc::clone(&serve),
+                    tls.clone(),
+                    broker.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    let _ = tcp.set_nodelay(true);
+                    let (stream, who) = match tls {
+                        None => (Stream::Plain(tcp), tls::Peer::default()),
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(x) => x,
+                            Err(e) => {
+                                tracing::info!(protocol = name, peer = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                    };
+                    serve(stream, peer, who, broker, stop).await
+                }
+            },
+        ));
+        Ok(())
+    }
 }
 
 async fn accept_loop<F, Fut>(

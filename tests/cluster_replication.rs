@@ -282,12 +282,13 @@ async fn a_slave_catches_up_from_its_own_end_after_downtime() {
     publish(&mc, "log", 200, 2000).await;
     assert!(master.log_end() > before);
     slave.restart();
+    same_end(&master, &slave).await;
+    // Caught up: its first replication request, logged before it, asked from its own end.
     assert!(
         slave.logs().contains(&format!("from={before}")),
         "the slave resumes from its own end {before}:\n{}",
         slave.logs()
     );
-    same_end(&master, &slave).await;
     let sc = client(&slave).await;
     slave_holds(&sc, "log", 1, &names(0, 2200)).await;
 }

@@ -132,5 +132,6 @@ pub use route::{GroupRoute, NameServers, RouteBroker, TopicRoute};
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
-    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, Route, StartPosition, DEFAULT_PORT,
+    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, RetryPolicy, Route, StartPosition,
+    DEFAULT_PORT,
 };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use junction_native::{StartPosition, DEFAULT_PORT, MIN_MAX_FRAME};
+use junction_native::{RetryPolicy, StartPosition, DEFAULT_PORT, MIN_MAX_FRAME};
 
 use crate::error::{Result, SdkError};
 
@@ -298,6 +298,22 @@ pub struct ConsumerOptions {
     pub exclusive_partitions: bool,
     /// Deliveries count as acknowledged when sent; acks become no-ops. Default false.
     pub no_ack: bool,
+    /// Tag expression (`a || b`): only messages with one of these tags are delivered, filtered
+    /// on the broker. Empty = every message. Default empty.
+    pub tags: String,
+    /// SQL92 selector over the messages' headers (`region = 'eu' AND amount > 5`), evaluated
+    /// on the broker. Empty = none. Default empty.
+    pub sql: String,
+    /// Ordered consumption: each partition goes to one member of the group, and its next
+    /// message is delivered only after the previous one is acknowledged. Default false.
+    pub ordered: bool,
+    /// Broadcast consumption: every member of the group gets every message; the broker keeps
+    /// each member's offsets under its client id
+    /// ([`ClientOptions::client_id`]: give it a stable one). Default false.
+    pub broadcast: bool,
+    /// Retry failed messages with back-off, then dead-letter them. Default none (a `nack`
+    /// with requeue redelivers at once).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for ConsumerOptions {
@@ -309,6 +325,11 @@ impl Default for ConsumerOptions {
             start: StartPosition::Committed,
             exclusive_partitions: false,
             no_ack: false,
+            tags: String::new(),
+            sql: String::new(),
+            ordered: false,
+            broadcast: false,
+            retry: None,
         }
     }
 }
@@ -349,6 +370,36 @@ impl ConsumerOptions {
     /// Sets automatic acknowledgement.
     pub fn no_ack(mut self, no_ack: bool) -> Self {
         self.no_ack = no_ack;
+        self
+    }
+
+    /// Only messages with one of these tags (`"created || paid"`; `"*"` = all).
+    pub fn tags(mut self, expression: impl Into<String>) -> Self {
+        self.tags = expression.into();
+        self
+    }
+
+    /// Only messages whose headers match this SQL92 selector.
+    pub fn sql(mut self, selector: impl Into<String>) -> Self {
+        self.sql = selector.into();
+        self
+    }
+
+    /// Sets ordered consumption (one unacknowledged message per partition).
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Sets broadcast consumption (every member gets every message).
+    pub fn broadcast(mut self, broadcast: bool) -> Self {
+        self.broadcast = broadcast;
+        self
+    }
+
+    /// Sets the retry policy (see [`RetryPolicy`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 }

@@ -1,5 +1,6 @@
 //! The broker's HTTP surface: the admin API under `/api` (RabbitMQ-management-like JSON),
-//! Prometheus `/metrics` and the OpenAPI document `/api/openapi.json`.
+//! Prometheus `/metrics`, the OpenAPI document `/api/openapi.json` and the dashboard page
+//! (`/`, `/dashboard`).
 //!
 //! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
@@ -7,20 +8,23 @@
 //! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
+//! - `mqtt`: MQTT sessions and retained messages.
+//! - `dashboard`: the web page, bundled in the binary, a client of this API.
 //!
 //! The API keeps no state of its own: it reads the core, and what it changes on a vhost it
 //! changes through a core session of the requesting user, so permissions mean the same here as
-//! in every protocol. It is not the dashboard (not built yet) and not a protocol gateway:
-//! requests are not listed as connections.
+//! in every protocol. It is not a protocol gateway: requests are not listed as connections.
 
 mod access;
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod groups;
 mod json;
 mod messages;
 mod metrics;
+mod mqtt;
 mod overview;
 pub mod rates;
 mod topology;
@@ -88,6 +92,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         &["get", "delete"],
     ),
     ("/api/messages/{vhost}", &["get"]),
+    ("/api/mqtt/sessions", &["get"]),
+    ("/api/mqtt/sessions/{vhost}", &["get"]),
+    ("/api/mqtt/sessions/{vhost}/{client_id}", &["get"]),
+    ("/api/mqtt/retained", &["get"]),
+    ("/api/mqtt/retained/{vhost}", &["get", "delete"]),
     ("/api/openapi.json", &["get"]),
     ("/metrics", &["get"]),
 ];
@@ -182,11 +191,24 @@ pub fn router(
             get(topology::binding).delete(topology::unbind),
         )
         .route("/api/messages/{vhost}", get(messages::lookup))
+        .route("/api/mqtt/sessions", get(mqtt::all_sessions))
+        .route("/api/mqtt/sessions/{vhost}", get(mqtt::sessions))
+        .route("/api/mqtt/sessions/{vhost}/{client_id}", get(mqtt::session))
+        .route("/api/mqtt/retained", get(mqtt::all_retained))
+        .route(
+            "/api/mqtt/retained/{vhost}",
+            get(mqtt::retained).delete(mqtt::delete_retained),
+        )
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(dashboard::index))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(no_store))
+        .layer(axum::middleware::from_fn(no_challenge_for_scripts))
         .with_state(state)
 }
 
@@ -226,22 +248,65 @@ async fn no_store(
     res
 }
 
-/// Serves the API on `listener` until `stop` fires (requests in progress finish).
+/// A script that sends `X-Requested-With: XMLHttpRequest` (the dashboard does) handles a 401
+/// itself: without the `WWW-Authenticate` challenge the browser shows no login prompt of its
+/// own.
+async fn no_challenge_for_scripts(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let scripted = req
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
+    let mut res = next.run(req).await;
+    if scripted {
+        res.headers_mut()
+            .remove(axum::http::header::WWW_AUTHENTICATE);
+    }
+    res
+}
+
+/// Serves the API on `listener` (HTTP) and `https` (HTTPS), whichever are given, until
+/// `stop` fires (requests in progress finish).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    https: Option<crate::tls::HttpsListener>,
     broker: Broker,
     listeners: Vec<(String, SocketAddr)>,
     stop: CancellationToken,
 ) {
     let rates = Arc::new(rates::Rates::default());
     let sampler = tokio::spawn(rates::run(Arc::clone(&rates), broker.clone(), stop.clone()));
-    let app = router(broker, listeners, rates).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "http listener failed");
-    }
+    let app = router(broker, listeners, rates);
+    let plain = async {
+        let Some(listener) = listener else { return };
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "http listener failed");
+        }
+    };
+    let tls = async {
+        use axum::serve::ListenerExt;
+        let Some(listener) = https else { return };
+        // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+        let listener = listener.tap_io(|_| {});
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "https listener failed");
+        }
+    };
+    tokio::join!(plain, tls);
     stop.cancel();
     let _ = sampler.await;
 }

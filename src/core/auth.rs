@@ -52,6 +52,17 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
         == 0
 }
 
+/// How a client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A password, checked against the stored hash.
+    Password(&'a str),
+    /// A client certificate the TLS listener verified against its CA, whose subject names the
+    /// user (RabbitMQ's EXTERNAL mechanism, `ssl_cert_login`): the user must exist, no
+    /// password is checked.
+    Certificate,
+}
+
 /// A user as stored in the metadata.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {

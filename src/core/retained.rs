@@ -173,6 +173,43 @@ impl Retained {
             .collect()
     }
 
+    /// Every retained message of a vhost as `(exchange, message)`, by exchange and routing
+    /// key; expired ones are dropped.
+    pub(crate) fn list(&self, vhost: &str, now: i64) -> Vec<(String, RetainedMessage)> {
+        let mut exchanges: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|(v, _)| v == vhost)
+            .map(|(_, x)| x.clone())
+            .collect();
+        exchanges.sort();
+        exchanges
+            .into_iter()
+            .flat_map(|x| {
+                self.matching(vhost, &x, "#", now)
+                    .into_iter()
+                    .map(move |m| (x.clone(), m))
+            })
+            .collect()
+    }
+
+    /// Removes the retained message of a routing key; whether there was one.
+    pub(crate) fn remove(&self, vhost: &str, exchange: &str, rk: &str) -> bool {
+        let mut t = self.lock();
+        let key = (vhost.to_string(), exchange.to_string());
+        let Some(m) = t.get_mut(&key) else {
+            return false;
+        };
+        let removed = m.remove(rk).is_some();
+        if m.is_empty() {
+            t.remove(&key);
+        }
+        if removed {
+            self.dirty.store(true, Ordering::Release);
+        }
+        removed
+    }
+
     /// Drops the retained messages of a vhost or exchange that was deleted.
     pub(crate) fn forget(&self, vhost: &str, exchange: Option<&str>) {
         let mut t = self.lock();
@@ -251,6 +288,34 @@ mod tests {
         r.set("/", "amq.topic", "a.c", &msg(""), 21);
         assert!(r.matching("/", "amq.topic", "a.c", 22).is_empty());
         assert_eq!(r.matching("/", "amq.topic", "#", 22).len(), 2);
+    }
+
+    #[test]
+    fn list_and_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Retained::open(dir.path());
+        r.set("/", "amq.topic", "b", &msg("2"), 10);
+        r.set("/", "amq.topic", "a", &msg("1"), 10);
+        r.set("/", "other", "c", &msg("3"), 10);
+        r.set("v2", "amq.topic", "d", &msg("4"), 10);
+        let listed: Vec<(String, String)> = r
+            .list("/", 20)
+            .into_iter()
+            .map(|(x, m)| (x, m.routing_key))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("amq.topic".to_string(), "a".to_string()),
+                ("amq.topic".to_string(), "b".to_string()),
+                ("other".to_string(), "c".to_string()),
+            ]
+        );
+        assert!(r.remove("/", "other", "c"));
+        assert!(!r.remove("/", "other", "c"));
+        assert!(!r.remove("/", "amq.topic", "zz"));
+        assert_eq!(r.list("/", 20).len(), 2);
+        assert_eq!(r.list("v2", 20).len(), 1);
     }
 
     #[test]

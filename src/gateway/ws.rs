@@ -27,10 +27,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use crate::tls;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -79,7 +79,7 @@ pub enum WsError {
 
 /// A WebSocket connection seen as a byte stream. See the module docs.
 pub struct WsStream {
-    inner: WebSocketStream<TcpStream>,
+    inner: WebSocketStream<tls::Stream>,
     /// Received bytes not yet read.
     read: Bytes,
     /// Written bytes not yet sent.
@@ -104,7 +104,7 @@ impl std::fmt::Debug for WsStream {
 /// # Errors
 /// [`WsError`] for a timeout, a request that is not an upgrade, or a path not in
 /// [`Upgrade::paths`] (answered with 404 before closing).
-pub async fn accept(stream: TcpStream, upgrade: &Upgrade) -> Result<WsStream, WsError> {
+pub async fn accept(stream: tls::Stream, upgrade: &Upgrade) -> Result<WsStream, WsError> {
     let _ = stream.set_nodelay(true);
     let mut chosen: Option<String> = None;
     // The callback's signature is tungstenite's (`Callback`): its error type is not ours to box.

@@ -14,7 +14,7 @@ use event_listener::{Event, Listener};
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::commitlog::{self, CommitLog, Segment};
 use crate::config::{FlushMode, StoreConfig};
-use crate::consume_queue::ConsumeQueue;
+use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::flush::{self, FlushState};
 use crate::index::{self, Index};
@@ -434,6 +434,25 @@ impl Store {
     /// # Errors
     /// [`StoreError::Corrupt`] if a stored entry or record fails its checks.
     pub fn read(&self, queue: QueueKey, from: u64, max: usize) -> Result<ReadBatch> {
+        self.read_where(queue, from, max, usize::MAX, |_| true)
+    }
+
+    /// Like [`Store::read`], but only records whose consume-queue entry passes `keep` are read
+    /// from the CommitLog (a filter on the tag hash never touches the records it rejects). At
+    /// most `scan` entries are examined, so a long run of rejected entries cannot stall the
+    /// caller: `next_offset` says how far the scan went, and every offset below it that is not
+    /// in `messages` was rejected (or removed by retention meanwhile).
+    ///
+    /// # Errors
+    /// As [`Store::read`].
+    pub fn read_where(
+        &self,
+        queue: QueueKey,
+        from: u64,
+        max: usize,
+        scan: usize,
+        keep: impl Fn(&CqEntry) -> bool,
+    ) -> Result<ReadBatch> {
         let Some(cq) = self.inner.queue(queue) else {
             return Ok(ReadBatch {
                 messages: Vec::new(),
@@ -449,8 +468,14 @@ impl Store {
         // One zero-copy owner per segment touched, shared by every record read from it.
         let mut seg: Option<(Segment, Bytes)> = None;
         let mut next = start;
-        while next < end && messages.len() < max {
+        let mut scanned = 0usize;
+        while next < end && messages.len() < max && scanned < scan {
             let Some(e) = cq.entry(next)? else { break };
+            scanned += 1;
+            if !keep(&e) {
+                next += 1;
+                continue;
+            }
             let off = e.commitlog_offset;
             if !seg
                 .as_ref()
@@ -479,6 +504,28 @@ impl Store {
             min_offset: min,
             end_offset: end,
         })
+    }
+
+    /// Up to `max` consume-queue entries of `queue` from queue offset `from` (or the oldest
+    /// still stored), with their queue offsets; the records themselves are not read.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if an entry fails its CRC.
+    pub fn entries(&self, queue: QueueKey, from: u64, max: usize) -> Result<Vec<(u64, CqEntry)>> {
+        let Some(cq) = self.inner.queue(queue) else {
+            return Ok(Vec::new());
+        };
+        let (min, end) = cq.range();
+        let start = from.max(min);
+        let stop = end.min(start.saturating_add(max as u64));
+        let mut out = Vec::with_capacity((stop - start) as usize);
+        for off in start..stop {
+            match cq.entry(off)? {
+                Some(e) => out.push((off, e)),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The record starting at CommitLog offset `offset`.

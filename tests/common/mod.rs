@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod mqtt;
 pub mod python;
 pub mod stomp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

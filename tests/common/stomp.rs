@@ -12,9 +12,13 @@ use tokio::net::TcpStream;
 /// How long any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A byte stream a client can run over (TCP, TLS).
+pub trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
+
 /// A client connection.
 pub struct StompClient {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Transport>,
     buf: BytesMut,
     decoder: Decoder,
     /// The version frames are encoded with.
@@ -27,7 +31,12 @@ pub struct StompClient {
 impl StompClient {
     /// A TCP connection, nothing sent yet.
     pub async fn raw(addr: SocketAddr) -> StompClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        StompClient::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// A client on an established byte stream (a TLS session, say), nothing sent yet.
+    pub fn over(stream: impl Transport + 'static) -> StompClient {
+        let stream: Box<dyn Transport> = Box::new(stream);
         let limits = Limits {
             max_frame_bytes: 64 << 20,
             max_body_bytes: 64 << 20,
@@ -51,10 +60,24 @@ impl StompClient {
         extra: &[(&str, &str)],
     ) -> (StompClient, Frame) {
         let mut c = StompClient::raw(addr).await;
-        let mut f = Frame::new(Command::Connect)
-            .with_header("host", "/")
-            .with_header("login", "guest")
-            .with_header("passcode", "guest");
+        let connected = c.login(accept, Some(("guest", "guest")), extra).await;
+        (c, connected)
+    }
+
+    /// Sends CONNECT (with `login`/`passcode` when given) and panics unless the answer is
+    /// CONNECTED, which it returns.
+    pub async fn login(
+        &mut self,
+        accept: Option<&str>,
+        login: Option<(&str, &str)>,
+        extra: &[(&str, &str)],
+    ) -> Frame {
+        let c = self;
+        let mut f = Frame::new(Command::Connect).with_header("host", "/");
+        if let Some((l, p)) = login {
+            f.push_header("login", l);
+            f.push_header("passcode", p);
+        }
         if let Some(a) = accept {
             f.push_header("accept-version", a);
         }
@@ -72,7 +95,7 @@ impl StompClient {
             c.version = v;
             c.decoder.set_version(v);
         }
-        (c, connected)
+        connected
     }
 
     /// Connects as guest with STOMP 1.2.

@@ -142,6 +142,7 @@ fn reset_cursor(c: &mut Cursor, target: u64) {
     c.delivered_before = c.delivered_before.max(c.next_read);
     c.committed = target;
     c.next_read = target;
+    c.scanned_to = target;
     c.settled.clear();
     c.redeliver.clear();
     c.buffer.clear();

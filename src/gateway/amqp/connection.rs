@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tls::Stream;
 use bytes::BytesMut;
 use junction_amqp::amq_protocol::protocol::{channel, connection, AMQPClass};
 use junction_amqp::amq_protocol::types::{AMQPValue, FieldTable};
@@ -20,7 +21,6 @@ use junction_amqp::{
     PROTOCOL_HEADER,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,13 +29,13 @@ use tracing::Instrument;
 use super::channel::{run as run_channel, ChanCtx, ChanIn, Out};
 use super::error::AmqpError;
 use super::Settings;
-use crate::core::{Broker, Session};
+use crate::core::{Broker, Credential, Session};
 
 /// Forwarded-but-unhandled inputs plus unconfirmed publishes above which reading stops.
 const MAX_INFLIGHT: usize = 16_384;
 
 pub(super) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -136,7 +136,7 @@ struct Opened {
 
 /// Serves one AMQP connection until it closes.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     broker: Broker,
     shutdown: CancellationToken,
@@ -234,10 +234,13 @@ async fn handshake(
         return Ok(None);
     }
     let version = env!("CARGO_PKG_VERSION");
-    conn.method(
-        0,
-        &junction_amqp::connection_start(version, junction_amqp::MECHANISMS),
-    );
+    // EXTERNAL (the verified client certificate names the user) is offered only to clients
+    // that presented one, first, as RabbitMQ's rabbitmq_auth_mechanism_ssl does.
+    let mechanisms = match settings.cert_user {
+        Some(_) => format!("EXTERNAL {}", junction_amqp::MECHANISMS),
+        None => junction_amqp::MECHANISMS.to_string(),
+    };
+    conn.method(0, &junction_amqp::connection_start(version, &mechanisms));
     conn.flush().await.map_err(|_| io_closed())?;
     let Some(m) = conn.method_in().await? else {
         return Ok(None);
@@ -245,10 +248,20 @@ async fn handshake(
     let connection::AMQPMethod::StartOk(start_ok) = m else {
         return Err(unexpected("connection.start-ok"));
     };
-    let (user, password) = credentials(&start_ok)?;
+    let (user, password) = match (start_ok.mechanism.as_str(), &settings.cert_user) {
+        ("EXTERNAL", Some(cn)) => (cn.clone(), None),
+        _ => {
+            let (u, p) = credentials(&start_ok)?;
+            (u, Some(p))
+        }
+    };
+    let credential = match &password {
+        Some(p) => Credential::Password(p),
+        None => Credential::Certificate,
+    };
     // Refused logins are closed right after start-ok (authentication_failure_close).
     broker
-        .authenticate(&user, &password, Some(conn.peer), "amqp")
+        .authenticate_with(&user, credential, Some(conn.peer), "amqp")
         .map_err(|_| auth_refused(start_ok.mechanism.as_str()))?;
     let Some(tune) = tune(conn, settings).await? else {
         return Ok(None);
@@ -262,7 +275,14 @@ async fn handshake(
     let vhost = open.virtual_host.as_str();
     let client_id = client_name(&start_ok.client_properties);
     let root = broker
-        .connect(&user, &password, vhost, Some(conn.peer), "amqp", &client_id)
+        .connect_with(
+            &user,
+            credential,
+            vhost,
+            Some(conn.peer),
+            "amqp",
+            &client_id,
+        )
         .map_err(|e| vhost_refused(&e, vhost, &user))?;
     conn.method(
         0,

@@ -34,6 +34,9 @@ pub struct Settings {
     /// Largest message body accepted (the store's largest record): a larger one is refused
     /// from its content header, before its body is buffered (406 channel error).
     pub max_message_size: u64,
+    /// The user name from the client's verified TLS certificate, set per connection by a TLS
+    /// listener with `[tls] cert_login` (None otherwise).
+    pub cert_user: Option<String>,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             heartbeat_s: 60,
             handshake_timeout: Duration::from_secs(10),
             max_message_size: 17 << 20,
+            cert_user: None,
         }
     }
 }

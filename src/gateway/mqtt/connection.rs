@@ -20,7 +20,7 @@ use super::mapping;
 use super::subscriptions::{Shared, Sub};
 use super::{Carry, Claim, Settings};
 use crate::core::{
-    Broker, ConsumerTag, CoreError, Delivery, Message, Session, SessionEvent, Settle,
+    Broker, ConsumerTag, CoreError, Credential, Delivery, Message, Session, SessionEvent, Settle,
 };
 
 /// Unconfirmed publishes above which the socket is not read (back-pressure on the client).
@@ -272,6 +272,12 @@ where
     };
     // `vhost:user` names a virtual host, as RabbitMQ's MQTT plugin does.
     let (vhost, user, pass) = match (&connect.username, &settings.anonymous) {
+        // RabbitMQ's ssl_cert_login: no user name, a verified certificate names the user.
+        (None, _) if settings.cert_user.is_some() => (
+            settings.vhost.clone(),
+            settings.cert_user.clone().unwrap_or_default(),
+            String::new(),
+        ),
         (Some(u), _) => {
             let pass = connect
                 .password
@@ -294,9 +300,14 @@ where
             return None;
         }
     };
-    let session = match broker.connect(
+    let credential = if connect.username.is_none() && settings.cert_user.is_some() {
+        Credential::Certificate
+    } else {
+        Credential::Password(&pass)
+    };
+    let session = match broker.connect_with(
         &user,
-        &pass,
+        credential,
         &vhost,
         Some(peer),
         settings.protocol,
@@ -711,7 +722,7 @@ where
             Ok(pd) => {
                 self.last_seq = pd.seq;
                 if p.qos != QoS::AtMostOnce {
-                    let reason = if pd.routed.is_empty() && !p.retain {
+                    let reason = if pd.unroutable() && !p.retain {
                         ReasonCode::NO_MATCHING_SUBSCRIBERS
                     } else {
                         ReasonCode::SUCCESS

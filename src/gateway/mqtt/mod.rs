@@ -57,6 +57,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Sessions of connected clients, for takeover, delayed wills and QoS 2 state.
     pub registry: Arc<Registry>,
+    /// The user name from the client's verified TLS certificate, set per connection by a TLS
+    /// listener with `[tls] cert_login` (None otherwise).
+    pub cert_user: Option<String>,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             max_session_expiry: u32::MAX,
             connect_timeout: Duration::from_secs(10),
             registry: Arc::new(Registry::default()),
+            cert_user: None,
         }
     }
 }

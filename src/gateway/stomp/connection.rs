@@ -27,7 +27,7 @@ use super::mapping::properties_in;
 use super::subscription::Subscription;
 use super::transaction::Transactions;
 use super::{Settings, StompError};
-use crate::core::{Broker, Message, QueueDecl, Session, SessionEvent, Value};
+use crate::core::{Broker, Credential, Message, QueueDecl, Session, SessionEvent, Value};
 
 /// Receipts waiting for publish confirms before the gateway stops reading from a client.
 const MAX_PENDING: usize = 16_384;
@@ -235,6 +235,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         let server_hb = (settings.heartbeat_ms, settings.heartbeat_ms);
         let hb = negotiate_heartbeat(client_hb, server_hb);
         let (login, passcode) = match (f.header("login"), &settings.default_login) {
+            // RabbitMQ's ssl_cert_login: no login header, a verified certificate names the user.
+            (None, _) if settings.cert_user.is_some() => (
+                settings.cert_user.clone().unwrap_or_default(),
+                String::new(),
+            ),
             (Some(l), _) => (
                 l.to_string(),
                 f.header("passcode").unwrap_or("").to_string(),
@@ -250,10 +255,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             .filter(|h| broker.has_vhost(h))
             .unwrap_or("/");
         let client_id = f.header("client-id").unwrap_or("").to_string();
+        let credential = match (f.header("login"), &settings.cert_user) {
+            (None, Some(_)) => Credential::Certificate,
+            _ => Credential::Password(&passcode),
+        };
         let session = broker
-            .connect(
+            .connect_with(
                 &login,
-                &passcode,
+                credential,
                 vhost,
                 Some(peer),
                 settings.protocol,

@@ -49,6 +49,9 @@ pub struct Settings {
     pub default_login: Option<(String, String)>,
     /// Protocol name for logs and the admin API (`stomp`, `stomp-ws`).
     pub protocol: &'static str,
+    /// The user name from the client's verified TLS certificate, set per connection by a TLS
+    /// listener with `[tls] cert_login` (None otherwise).
+    pub cert_user: Option<String>,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             default_login: None,
             protocol: "stomp",
+            cert_user: None,
         }
     }
 }
