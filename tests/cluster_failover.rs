@@ -3,8 +3,8 @@
 //! (kill -9) while a producer publishes with confirms; the controllers promote its in-sync
 //! slave, the producer's client follows it through the name server, no confirmed message is
 //! lost, and the old master comes back as a slave, cutting what it wrote after its term.
-//! An MQTT client (rumqttc) finds the new master through the name server's route and
-//! publishes to it.
+//! AMQP (lapin), MQTT (rumqttc) and STOMP clients find the new master through the name
+//! server's route, reconnect to it and publish.
 
 mod common;
 
@@ -78,6 +78,36 @@ async fn pull_all(c: &Client, queue: &str, partitions: u16) -> BTreeSet<String> 
     out
 }
 
+/// Publishes one message with a publisher confirm over AMQP 0-9-1 (lapin).
+async fn amqp_publish(addr: &str, queue: &str, body: &str) {
+    let conn = common::amqp::connect_uri(&format!("amqp://guest:guest@{addr}/%2f")).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body.as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
+/// Sends one message to queue `stomp-in` over STOMP and waits for its receipt.
+async fn stomp_publish(addr: &str, body: &str) {
+    let mut c = common::stomp::StompClient::connect(addr.parse().unwrap()).await;
+    c.publish("/amq/queue/stomp-in", body.as_bytes(), &[]).await;
+    c.disconnect().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messages() {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -143,6 +173,13 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
         .bind("mqtt-in", "amq.topic", "sensors.#")
         .await
         .unwrap();
+    for q in ["amqp-in", "stomp-in"] {
+        admin
+            .admin()
+            .declare_queue(QueueOptions::new(q))
+            .await
+            .unwrap();
+    }
     admin.close().await.unwrap();
 
     // A producer bound to group a through the name server: it follows the group's master.
@@ -197,6 +234,14 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
             }
         })
     };
+    // AMQP and STOMP publishers of the master before it dies (addresses from the route).
+    amqp_publish(
+        &master_listener(&ns, "broker-a", "amqp").unwrap(),
+        "amqp-in",
+        "a1",
+    )
+    .await;
+    stomp_publish(&master_listener(&ns, "broker-a", "stomp").unwrap(), "s1").await;
     // An MQTT device publishing to the master before it dies.
     let mqtt_before = master_listener(&ns, "broker-a", "mqtt").unwrap();
     let mut m = common::mqtt::V4::connect(mqtt_before.parse().unwrap(), "sensor-1").await;
@@ -287,6 +332,17 @@ async fn sync_master_killed_under_load_fails_over_without_losing_confirmed_messa
         vec![&b"20.0"[..], &b"21.5"[..]],
         "both readings, the first confirmed by the old master"
     );
+
+    // AMQP and STOMP clients reconnect the same way: to the master the route names now.
+    let amqp = master_listener(&ns, "broker-a", "amqp").unwrap();
+    assert_eq!(amqp, a1.addr("amqp").to_string());
+    amqp_publish(&amqp, "amqp-in", "a2").await;
+    stomp_publish(&master_listener(&ns, "broker-a", "stomp").unwrap(), "s2").await;
+    for (q, want) in [("amqp-in", ["a1", "a2"]), ("stomp-in", ["s1", "s2"])] {
+        let got = new_master.pull(q, 0, 0, 10).await.unwrap();
+        let bodies: Vec<&[u8]> = got.messages.iter().map(|m| &m.body[..]).collect();
+        assert_eq!(bodies, vec![want[0].as_bytes(), want[1].as_bytes()], "{q}");
+    }
 
     // The old master comes back: a slave now, with exactly the new master's log.
     a0.restart();
