@@ -669,6 +669,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_examples_load_on_distinct_ports_and_directories() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut dirs = std::collections::HashSet::new();
+        for (mode, sync) in [("2m-2s-async", false), ("2m-2s-sync", true)] {
+            let mut ports = std::collections::HashSet::new();
+            for f in ["broker-a", "broker-a-s", "broker-b", "broker-b-s"] {
+                let path = root.join(mode).join(format!("{f}.toml"));
+                let c = Config::load(Some(&path), []).unwrap();
+                let k = &c.cluster;
+                assert!(k.enabled && k.name_servers.len() == 2, "{f}");
+                assert_eq!(k.replication == "sync", sync);
+                assert_eq!(k.controllers.len(), if sync { 3 } else { 0 });
+                for a in [
+                    c.native.listen,
+                    c.amqp.listen,
+                    c.mqtt.listen,
+                    c.mqtt.ws_listen,
+                    c.stomp.listen,
+                    c.stomp.ws_listen,
+                    c.http.listen,
+                    k.ha_listen,
+                ] {
+                    assert!(ports.insert(a.port()), "{mode}/{f}: port {a} used twice");
+                }
+                assert!(dirs.insert(c.data_dir.clone()));
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");

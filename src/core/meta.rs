@@ -246,14 +246,23 @@ pub struct UserLimits {
 #[derive(Debug)]
 pub struct MetaFile {
     path: PathBuf,
+    /// Bumped by every save: replication ships the metadata before any record appended after
+    /// a change.
+    saves: std::sync::atomic::AtomicU64,
 }
 
 impl MetaFile {
     /// The file in `dir`.
     pub fn new(dir: &Path) -> MetaFile {
         MetaFile {
+            saves: std::sync::atomic::AtomicU64::new(0),
             path: dir.join("meta.json"),
         }
+    }
+
+    /// How many times it was saved since open.
+    pub fn saves(&self) -> u64 {
+        self.saves.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Reads it (`None` if absent).
@@ -275,6 +284,7 @@ impl MetaFile {
     /// # Errors
     /// I/O errors.
     pub fn save(&self, m: &Metadata) -> CoreResult<()> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         write_atomic(
             &self.path,
             &serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?,

@@ -57,7 +57,7 @@ impl Default for Settings {
 pub fn error_code(e: &CoreError) -> ErrorCode {
     match e {
         CoreError::NotFound { .. } => ErrorCode::NotFound,
-        CoreError::AccessRefused(_) => ErrorCode::AccessRefused,
+        CoreError::AccessRefused(_) | CoreError::ReadOnly(_) => ErrorCode::AccessRefused,
         CoreError::PreconditionFailed(_) | CoreError::Invalid(_) => ErrorCode::PreconditionFailed,
         CoreError::ResourceLocked(_) => ErrorCode::ResourceLocked,
         CoreError::ResourceLimit(_) | CoreError::Blocked(_) => ErrorCode::ResourceError,
