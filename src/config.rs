@@ -35,6 +35,62 @@ pub struct Config {
     pub default_user: DefaultUser,
     /// Connection limits.
     pub limits: Limits,
+    /// Broker groups, replication, name servers and controllers (see docs/DEPLOYMENT.md).
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: this broker's place in a cluster. Off by default (a single broker).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Whether the broker registers with name servers and replicates.
+    pub enabled: bool,
+    /// Cluster name, reported to name servers.
+    pub cluster_name: String,
+    /// Broker group name, shared by a master and its slaves.
+    pub broker_name: String,
+    /// 0 for the master, > 0 for a slave (without controllers: fixed roles).
+    pub broker_id: u64,
+    /// `"async"`: a publish is confirmed after the master stores it; `"sync"`: only once an
+    /// in-sync slave has stored it too.
+    pub replication: String,
+    /// Address of the replication (HA) listener, which slaves connect to.
+    pub ha_listen: SocketAddr,
+    /// Without controllers: the HA address of this slave's master.
+    pub master_ha_address: String,
+    /// Name servers to register with (`host:port` of their HTTP listeners).
+    pub name_servers: Vec<String>,
+    /// Controllers (`host:port`); when set, they decide which broker of the group is master.
+    pub controllers: Vec<String>,
+    /// Heartbeat period towards name servers and controllers, ms.
+    pub heartbeat_interval_ms: u64,
+    /// Sync replication: how long a publish waits for a slave before it is refused, ms.
+    pub sync_timeout_ms: u64,
+    /// A slave that has not acknowledged for this long leaves the in-sync set, ms.
+    pub isr_timeout_ms: u64,
+    /// Metadata (queues, bindings, offsets, retained) is sent to slaves when it changes and at
+    /// least this often, ms.
+    pub meta_sync_interval_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            enabled: false,
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            replication: "async".into(),
+            ha_listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
+            master_ha_address: String::new(),
+            name_servers: Vec::new(),
+            controllers: Vec::new(),
+            heartbeat_interval_ms: 1000,
+            sync_timeout_ms: 5000,
+            isr_timeout_ms: 3000,
+            meta_sync_interval_ms: 10_000,
+        }
+    }
 }
 
 /// `[store]`.
@@ -325,6 +381,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             default_user: DefaultUser::default(),
             limits: Limits::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -455,6 +512,7 @@ impl Config {
                 "tls",
                 "default_user",
                 "limits",
+                "cluster",
             ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
@@ -503,6 +561,26 @@ impl Config {
                     cfg.store.flush
                 ),
             });
+        }
+        let c = &cfg.cluster;
+        let bad = |message: String| {
+            Err(ConfigError::Parse {
+                path: path.clone(),
+                message,
+            })
+        };
+        if c.replication != "sync" && c.replication != "async" {
+            return bad(format!(
+                "cluster.replication must be \"sync\" or \"async\", not {:?}",
+                c.replication
+            ));
+        }
+        if c.enabled
+            && c.broker_id > 0
+            && c.controllers.is_empty()
+            && c.master_ha_address.is_empty()
+        {
+            return bad("a slave (cluster.broker_id > 0) needs cluster.master_ha_address or cluster.controllers".into());
         }
         Ok(cfg)
     }

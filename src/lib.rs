@@ -9,9 +9,11 @@
 //! - [`tls`]: TLS for every listener (rustls): handshake, client certificates, the stream type.
 //! - [`admin`]: the HTTP admin API, Prometheus `/metrics` and the OpenAPI document.
 //! - [`ctl`]: `junction ctl`, the admin API from the command line.
+//! - [`cluster`]: broker groups, replication, name servers and controllers.
 //! - The store is the `junction-store` crate.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod ctl;

@@ -38,6 +38,16 @@ enum Command {
         #[arg(long)]
         http_listen: Option<std::net::SocketAddr>,
     },
+    /// Run a name server: the route registry brokers heartbeat to and clients ask where a
+    /// topic lives (HTTP/JSON; see docs/DEPLOYMENT.md).
+    Namesrv {
+        /// Address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        listen: std::net::SocketAddr,
+        /// A broker silent for this long is dropped from the routes (ms).
+        #[arg(long, default_value_t = 10_000)]
+        broker_timeout_ms: u64,
+    },
     /// Manage a running broker over its HTTP API: queues, exchanges, bindings, users,
     /// permissions, vhosts, connections, publish/get, lookup, definitions export/import.
     Ctl(junction::ctl::CtlArgs),
@@ -92,6 +102,28 @@ fn main() -> anyhow::Result<()> {
                 shutdown_signal()
             };
             rt.block_on(junction::server::run(cfg, signal))
+        }
+        Command::Namesrv {
+            listen,
+            broker_timeout_ms,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let s = stop.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    s.cancel();
+                });
+                junction::cluster::namesrv::run(
+                    listen,
+                    std::time::Duration::from_millis(broker_timeout_ms),
+                    stop,
+                )
+                .await
+            })
         }
         Command::Ctl(_) => Ok(()),
     }

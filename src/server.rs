@@ -24,9 +24,60 @@ use crate::tls::{self, Stream};
 
 /// Runs the broker until `shutdown` completes.
 ///
+/// With `[cluster]` on, the broker may restart in place when its role changes (an old master
+/// demoted by the controllers, cutting its CommitLog first): the listeners come back on the
+/// same addresses.
+///
 /// # Errors
 /// Opening the store or metadata, or binding a listener.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (restart, bound) = run_once(&cfg, shutdown.as_mut()).await?;
+        let Some(restart) = restart else {
+            return Ok(());
+        };
+        keep_addresses(&mut cfg, &bound);
+        if let crate::cluster::Restart::Truncate(at) = restart {
+            let store = cfg.store_config(&cfg.data_dir.join("store"));
+            tokio::task::spawn_blocking(move || junction_store::truncate_log(&store, at))
+                .await?
+                .context("cutting the CommitLog")?;
+        }
+        tracing::info!(?restart, "restarting the broker");
+    }
+}
+
+/// Listeners bound on port 0 come back on the port they got.
+fn keep_addresses(cfg: &mut Config, bound: &[(&str, SocketAddr)]) {
+    for (p, a) in bound {
+        match *p {
+            "native" => cfg.native.listen = *a,
+            "amqp" => cfg.amqp.listen = *a,
+            "mqtt" => cfg.mqtt.listen = *a,
+            "mqtt-ws" => cfg.mqtt.ws_listen = *a,
+            "stomp" => cfg.stomp.listen = *a,
+            "stomp-ws" => cfg.stomp.ws_listen = *a,
+            "http" => cfg.http.listen = *a,
+            "native-tls" => cfg.native.tls_listen = *a,
+            "amqps" => cfg.amqp.tls_listen = *a,
+            "mqtts" => cfg.mqtt.tls_listen = *a,
+            "mqtt-wss" => cfg.mqtt.wss_listen = *a,
+            "stomps" => cfg.stomp.tls_listen = *a,
+            "stomp-wss" => cfg.stomp.wss_listen = *a,
+            "https" => cfg.http.tls_listen = *a,
+            "ha" => cfg.cluster.ha_listen = *a,
+            _ => {}
+        }
+    }
+}
+
+type Bound = Vec<(&'static str, SocketAddr)>;
+
+async fn run_once(
+    cfg: &Config,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<(Option<crate::cluster::Restart>, Bound)> {
     let mut core = CoreConfig::new(&cfg.data_dir);
     core.store = cfg.store_config(&cfg.data_dir.join("store"));
     core.default_user = (
@@ -34,6 +85,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         cfg.default_user.password.clone(),
     );
     core.memory_high_watermark = cfg.limits.memory_high_watermark;
+    core.keep_unknown_queues = cfg.cluster.enabled;
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;
@@ -58,6 +110,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         || cfg.http.tls_enabled;
     let tls = if wants_tls {
         Some(tls::Acceptor::new(&cfg.tls).context("setting up TLS ([tls])")?)
+    } else {
+        None
+    };
+    let node = if cfg.cluster.enabled {
+        let node = crate::cluster::Node::start(cfg, broker.clone()).await?;
+        net.bound.push(("ha", node.ha_addr()));
+        Some(node)
     } else {
         None
     };
@@ -280,8 +339,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         println!("junction: {p} listening on {a}");
     }
     println!("junction: ready");
+    if let Some(node) = &node {
+        node.announce(cfg, &bound);
+    }
 
-    shutdown.await;
+    let restart = match &node {
+        Some(node) => tokio::select! {
+            () = shutdown => None,
+            r = node.restart_requested() => Some(r),
+        },
+        None => {
+            shutdown.await;
+            None
+        }
+    };
+    if let Some(node) = node {
+        node.stop().await;
+    }
     tracing::info!("shutting down: closing connections");
     stop.cancel();
     tracker.close();
@@ -296,7 +370,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     }
     broker.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    Ok((restart, bound))
 }
 
 /// What every listener shares: the broker, the stop signal, the task tracker, the connection

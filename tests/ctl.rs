@@ -465,3 +465,51 @@ fn topic_permissions_and_limits() {
         json!([{"vhost": "/", "value": {"max-queues": 100}}])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_lists_mqtt_sessions_and_clears_retained_messages() {
+    use common::mqtt::{v4_options, V4};
+    use rumqttc::QoS;
+    let b = TestBroker::start();
+    let mut o = v4_options(b.mqtt, "meter-1");
+    o.set_clean_session(false);
+    let mut meter = V4::with(o).await;
+    meter.subscribe("meters/+/kwh", QoS::AtLeastOnce).await;
+    meter
+        .client
+        .publish("meters/1/kwh", QoS::AtLeastOnce, true, "17.5")
+        .await
+        .expect("publish");
+    meter
+        .until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+        .await;
+    meter.disconnect().await;
+
+    let (table, sessions, retained) = tokio::task::block_in_place(|| {
+        let table = ctl(&b, &["mqtt", "sessions"]);
+        let sessions = ctl_json(&b, &["mqtt", "sessions"]);
+        let retained = ctl(&b, &["mqtt", "retained"]);
+        (table, sessions, retained)
+    });
+    let row = table
+        .lines()
+        .find(|l| l.contains("meter-1"))
+        .unwrap_or_else(|| panic!("no meter-1 row in\n{table}"));
+    for cell in ["false", "never", "meters/+/kwh:1"] {
+        assert!(row.contains(cell), "{cell} missing from {row}");
+    }
+    assert_eq!(sessions[0]["client_id"], "meter-1");
+    assert_eq!(sessions[0]["subscriptions"][0]["qos"], 1);
+    assert!(
+        retained.contains("meters/1/kwh") && retained.contains("17.5"),
+        "{retained}"
+    );
+
+    tokio::task::block_in_place(|| {
+        let done = ctl(&b, &["mqtt", "clear-retained", "meters/1/kwh"]);
+        assert!(done.contains("deleted"), "{done}");
+        assert_eq!(ctl_json(&b, &["mqtt", "retained"]), json!([]));
+        let err = ctl_fails(&b, &["mqtt", "clear-retained", "meters/1/kwh"]);
+        assert!(err.contains("404"), "{err}");
+    });
+}

@@ -1150,3 +1150,198 @@ async fn mqtt_and_stomp_connections_are_listed_and_closed_with_their_protocols_c
         c.as_array()?.is_empty().then_some(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_sessions_and_retained_messages() {
+    use common::mqtt::{v4_options, v5_options, V4, V5};
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::QoS;
+    let b = TestBroker::start();
+    let api = Api::new(&b, "guest", "guest");
+
+    // A persistent 3.1.1 session with two subscriptions, offline now.
+    let mut o = v4_options(b.mqtt, "meter-1");
+    o.set_clean_session(false);
+    let mut meter = V4::with(o).await;
+    meter.subscribe("meters/+/kwh", QoS::AtLeastOnce).await;
+    meter.subscribe("alerts/#", QoS::ExactlyOnce).await;
+    meter.disconnect().await;
+    // A 5.0 session that outlives its connection by an hour, connected.
+    let mut o = v5_options(b.mqtt, "panel-2");
+    o.set_clean_start(true);
+    o.set_session_expiry_interval(Some(3600));
+    let (mut panel, _) = V5::with(o).await;
+    panel.subscribe("meters/#", QoS5::AtMostOnce).await;
+    // A clean publisher: a session only while connected, with no queue.
+    let mut publisher = V4::connect(b.mqtt, "pub-3").await;
+    for (topic, body) in [("meters/1/kwh", "17.5"), ("status/gw.eu", "up")] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, body)
+            .await
+            .expect("publish");
+        publisher
+            .until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+            .await;
+    }
+
+    let sessions = eventually("meter-1's message queued", || {
+        let s = api.get("/api/mqtt/sessions").expect(200);
+        (s[0]["messages"] == 1).then_some(s)
+    });
+    let ids: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["meter-1", "panel-2", "pub-3"], "{sessions}");
+    let meter = &sessions[0];
+    assert_eq!(meter["connected"], false, "{meter}");
+    assert_eq!(meter["clean_session"], false, "{meter}");
+    assert_eq!(
+        meter["expiry_interval"],
+        Value::Null,
+        "never expires: {meter}"
+    );
+    assert_eq!(meter["queue"], "mqtt-session-meter-1");
+    let subs: Vec<(String, i64)> = meter["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["filter"].as_str().unwrap().into(),
+                s["qos"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subs,
+        [("alerts/#".into(), 2), ("meters/+/kwh".into(), 1)],
+        "{meter}"
+    );
+    assert_eq!(meter["subscriptions"][1]["routing_key"], "meters.*.kwh");
+    let panel_s = &sessions[1];
+    assert_eq!(panel_s["connected"], true, "{panel_s}");
+    assert_eq!(panel_s["clean_session"], false, "{panel_s}");
+    assert_eq!(panel_s["expiry_interval"], 3600, "{panel_s}");
+    assert_eq!(panel_s["user"], "guest");
+    assert_eq!(panel_s["subscriptions"][0]["filter"], "meters/#");
+    let pub_s = &sessions[2];
+    assert_eq!(pub_s["connected"], true, "{pub_s}");
+    assert_eq!(pub_s["clean_session"], true, "{pub_s}");
+    assert_eq!(pub_s["expiry_interval"], 0, "{pub_s}");
+    assert_eq!(pub_s["queue"], Value::Null, "{pub_s}");
+    assert_eq!(
+        api.get("/api/mqtt/sessions/%2F").expect(200),
+        sessions,
+        "one vhost"
+    );
+    let one = api.get("/api/mqtt/sessions/%2F/panel-2").expect(200);
+    assert_eq!(one["client_id"], "panel-2");
+    api.get("/api/mqtt/sessions/%2F/nobody").error(404);
+    api.get("/api/mqtt/sessions/nope").error(404);
+
+    // Retained messages, with their MQTT topics (a dot inside a level stays a dot).
+    let retained = api.get("/api/mqtt/retained").expect(200);
+    let topics: Vec<(&str, &str, &str)> = retained
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["topic"].as_str().unwrap(),
+                r["routing_key"].as_str().unwrap(),
+                r["payload"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            ("meters/1/kwh", "meters.1.kwh", "17.5"),
+            ("status/gw.eu", "status.gw/eu", "up")
+        ],
+        "{retained}"
+    );
+    assert_eq!(retained[0]["exchange"], "amq.topic");
+    assert_eq!(retained[0]["properties"]["retain"], Value::Null);
+    assert_eq!(api.get("/api/mqtt/retained/%2F").expect(200), retained);
+    let cut = api.get("/api/mqtt/retained/%2F?truncate=2").expect(200);
+    assert_eq!(cut[0]["payload"], "17");
+    assert_eq!(cut[0]["payload_bytes"], 4);
+    api.get("/api/mqtt/retained/%2F?encoding=hex").error(400);
+
+    // Deleting one: a new subscriber no longer gets it; the other is still handed out.
+    api.delete("/api/mqtt/retained/%2F?topic=meters/1/kwh")
+        .expect(204);
+    api.delete("/api/mqtt/retained/%2F?topic=meters/1/kwh")
+        .error(404);
+    api.delete("/api/mqtt/retained/%2F").error(400);
+    api.delete("/api/mqtt/retained/%2F?topic=a/%2B").error(400);
+    api.delete("/api/mqtt/retained/%2F?topic=a&routing_key=a")
+        .error(400);
+    let mut late = V4::connect(b.mqtt, "late-4").await;
+    late.subscribe("meters/#", QoS::AtLeastOnce).await;
+    late.no_publish().await;
+    late.subscribe("status/#", QoS::AtLeastOnce).await;
+    let p = late.publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("status/gw.eu", &b"up"[..])
+    );
+    assert!(p.retain);
+    api.delete("/api/mqtt/retained/%2F?routing_key=status.gw/eu&exchange=amq.topic")
+        .expect(204);
+    assert_eq!(api.get("/api/mqtt/retained").expect(200), json!([]));
+
+    // Who may: no credentials, no permissions in the vhost, read but not write.
+    let anon = Api::anonymous(&b);
+    anon.get("/api/mqtt/sessions").error(401);
+    anon.get("/api/mqtt/retained/%2F").error(401);
+    anon.delete("/api/mqtt/retained/%2F?topic=x").error(401);
+    api.put("/api/users/bob", json!({"password": "pw"}))
+        .expect(201);
+    api.put("/api/users/reader", json!({"password": "pw"}))
+        .expect(201);
+    api.put(
+        "/api/permissions/%2F/reader",
+        json!({"configure": "", "write": "", "read": ".*"}),
+    )
+    .expect(201);
+    publisher
+        .client
+        .publish("status/gw.us", QoS::AtLeastOnce, true, "down")
+        .await
+        .expect("publish");
+    publisher
+        .until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+        .await;
+    let bob = Api::new(&b, "bob", "pw");
+    assert_eq!(bob.get("/api/mqtt/sessions").expect(200), json!([]));
+    bob.get("/api/mqtt/sessions/%2F").error(403);
+    assert_eq!(bob.get("/api/mqtt/retained").expect(200), json!([]));
+    bob.get("/api/mqtt/retained/%2F").error(403);
+    bob.delete("/api/mqtt/retained/%2F?topic=status/gw.us")
+        .error(403);
+    let reader = Api::new(&b, "reader", "pw");
+    assert_eq!(
+        reader
+            .get("/api/mqtt/sessions/%2F")
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "meter-1, panel-2, pub-3, late-4"
+    );
+    assert_eq!(
+        reader.get("/api/mqtt/retained/%2F").expect(200)[0]["topic"],
+        "status/gw.us"
+    );
+    reader
+        .delete("/api/mqtt/retained/%2F?topic=status/gw.us")
+        .error(403);
+    panel.disconnect().await;
+}

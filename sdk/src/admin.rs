@@ -293,6 +293,28 @@ impl Admin {
         expect_deleted(self.client.call(delete.into()).await?)
     }
 
+    /// The retry and dead-letter queues of consumer `group` of `queue` (groups subscribed with
+    /// a [`RetryPolicy`](crate::RetryPolicy)): `%RETRY%<queue>%<group>` and
+    /// `%DLQ%<queue>%<group>`, or `%RETRY%<queue>` and `%DLQ%<queue>` for the default group.
+    pub fn retry_queues(queue: &str, group: &str) -> (String, String) {
+        let label = if group.is_empty() {
+            queue.to_string()
+        } else {
+            format!("{queue}%{group}")
+        };
+        (format!("%RETRY%{label}"), format!("%DLQ%{label}"))
+    }
+
+    /// Moves up to `max` messages of a dead-letter queue back to the group that gave up on
+    /// them (through its retry queue, with the retry count reset); returns how many moved.
+    pub async fn redrive(&self, dead_letter_queue: &str, max: u64) -> Result<u64> {
+        let redrive = junction_native::Redrive {
+            queue: dead_letter_queue.to_string(),
+            max,
+        };
+        expect_deleted(self.client.call(redrive.into()).await?)
+    }
+
     /// Drops every ready message of a queue; returns how many.
     pub async fn purge_queue(&self, name: &str) -> Result<u64> {
         let purge = PurgeQueue {

@@ -172,6 +172,11 @@ impl Client {
             no_ack: options.no_ack,
             start: options.start,
             exclusive_partitions: options.exclusive_partitions,
+            tags: options.tags,
+            sql: options.sql,
+            ordered: options.ordered,
+            broadcast: options.broadcast,
+            retry: options.retry,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let partitions = Arc::new(Mutex::new(Vec::new()));

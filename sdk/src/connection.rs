@@ -163,10 +163,41 @@ fn hello(opts: &ClientOptions) -> Hello {
     }
 }
 
+/// The address to connect to: the master (or, if allowed, a slave) of the broker group the
+/// options name, as the name servers know it now; else `opts.address`.
+async fn resolve(opts: &ClientOptions) -> Result<String> {
+    let Some(group) = opts
+        .broker_name
+        .as_deref()
+        .filter(|_| !opts.name_servers.is_empty())
+    else {
+        return Ok(opts.address.clone());
+    };
+    let ns = crate::route::NameServers::new(opts.name_servers.clone(), opts.connect_timeout);
+    let found = ns.group(group).await.and_then(|g| {
+        let pick = g
+            .master
+            .as_ref()
+            .or_else(|| g.slaves.first().filter(|_| opts.read_from_slave));
+        pick.and_then(|b| b.listener("native"))
+            .map(str::to_string)
+            .ok_or_else(|| SdkError::Route(format!("broker group '{group}' has no master")))
+    });
+    match found {
+        Ok(a) => Ok(a),
+        Err(e) if opts.address.is_empty() => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, fallback = %opts.address, "no route; using the configured address");
+            Ok(opts.address.clone())
+        }
+    }
+}
+
 /// Connects, sends `Hello` and waits for `Welcome`, all within the connect timeout.
 pub(crate) async fn establish(opts: &ClientOptions) -> Result<Established> {
     let handshake = async {
-        let mut stream = TcpStream::connect(opts.address.as_str()).await?;
+        let address = resolve(opts).await?;
+        let mut stream = TcpStream::connect(address.as_str()).await?;
         stream.set_nodelay(true)?;
         let mut out = BytesMut::new();
         encode(&Frame::new(HELLO_REQUEST_ID, hello(opts)), &mut out)?;

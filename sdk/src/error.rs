@@ -44,6 +44,9 @@ pub enum SdkError {
         /// The server's explanation.
         text: String,
     },
+    /// No name server answered, or none knows the topic or broker group asked for.
+    #[error("no route: {0}")]
+    Route(String),
     /// The server ended a consumer (for example its queue was deleted). The consumer's stream
     /// yields this once and then ends.
     #[error("consumer cancelled by the server: {reason}")]

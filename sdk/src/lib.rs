@@ -68,6 +68,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Clusters
+//!
+//! With name servers ([`ClientOptions::name_servers`]), a [`Cluster`] learns which broker
+//! groups hold a topic: its [`ClusterProducer`] sends round robin over their masters, its
+//! [`ClusterConsumer`] joins the consumer group on each of them. A [`Client`] bound to one
+//! group ([`ClientOptions::broker`]) reconnects to whichever broker is the group's master,
+//! so it follows a failover.
+//!
 //! # Admin
 //!
 //! ```no_run
@@ -100,6 +108,7 @@
 
 mod admin;
 mod client;
+mod cluster;
 mod connection;
 mod consumer;
 mod error;
@@ -107,18 +116,22 @@ mod message;
 mod options;
 mod producer;
 mod registry;
+mod route;
 mod session;
 
 pub use admin::{Admin, ExchangeOptions, QueueInfo, QueueOptions};
 pub use client::{Client, ServerInfo};
+pub use cluster::{Cluster, ClusterConsumer, ClusterDelivery, ClusterProducer, ClusterReceipt};
 pub use consumer::{Consumer, Delivery};
 pub use error::{Result, SdkError};
 pub use message::{Destination, Message, SendReceipt};
 pub use options::{ClientOptions, ConsumerOptions, ReconnectOptions};
 pub use producer::{Confirm, Producer};
+pub use route::{GroupRoute, NameServers, RouteBroker, TopicRoute};
 
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
-    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, Route, StartPosition, DEFAULT_PORT,
+    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, RetryPolicy, Route, StartPosition,
+    DEFAULT_PORT,
 };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use junction_native::{StartPosition, DEFAULT_PORT, MIN_MAX_FRAME};
+use junction_native::{RetryPolicy, StartPosition, DEFAULT_PORT, MIN_MAX_FRAME};
 
 use crate::error::{Result, SdkError};
 
@@ -54,6 +54,16 @@ pub struct ClientOptions {
     /// Default window of a [`Producer`](crate::Producer): most publish confirms in flight.
     /// Default 1024.
     pub publish_window: usize,
+    /// Name servers (`host:port` of their HTTP listeners) to learn broker addresses from.
+    /// Default none.
+    pub name_servers: Vec<String>,
+    /// With name servers: the broker group this client talks to. Every connection (the first
+    /// and each reconnect) goes to the group's master of the moment, so the client follows a
+    /// failover; `address` is only the fallback when no name server answers. Default none.
+    pub broker_name: Option<String>,
+    /// With `broker_name`: connect to a slave of the group when it has no master (reads
+    /// only: a slave refuses publishes). Default false.
+    pub read_from_slave: bool,
 }
 
 impl Default for ClientOptions {
@@ -72,6 +82,9 @@ impl Default for ClientOptions {
             reconnect: ReconnectOptions::default(),
             queue_capacity: 4096,
             publish_window: 1024,
+            name_servers: Vec::new(),
+            broker_name: None,
+            read_from_slave: false,
         }
     }
 }
@@ -158,11 +171,34 @@ impl ClientOptions {
         self
     }
 
+    /// Sets the name servers to learn routes from (see [`Cluster`](crate::Cluster)).
+    pub fn name_servers<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.name_servers = addrs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Connects to the master of broker group `name`, found through the name servers at each
+    /// (re)connect.
+    pub fn broker(mut self, name: impl Into<String>) -> Self {
+        self.broker_name = Some(name.into());
+        self
+    }
+
+    /// Falls back to a slave of the broker group when it has no master (for consumers).
+    pub fn read_from_slave(mut self, yes: bool) -> Self {
+        self.read_from_slave = yes;
+        self
+    }
+
     /// Checks the options for values that cannot work.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(SdkError::Config(what.to_string()));
-        if self.address.is_empty() {
-            return bad("address is empty");
+        if self.address.is_empty() && (self.broker_name.is_none() || self.name_servers.is_empty()) {
+            return bad("address is empty (and no broker group with name servers is set)");
         }
         if self.max_frame != 0 && self.max_frame < MIN_MAX_FRAME {
             return Err(SdkError::Config(format!(
@@ -262,6 +298,22 @@ pub struct ConsumerOptions {
     pub exclusive_partitions: bool,
     /// Deliveries count as acknowledged when sent; acks become no-ops. Default false.
     pub no_ack: bool,
+    /// Tag expression (`a || b`): only messages with one of these tags are delivered, filtered
+    /// on the broker. Empty = every message. Default empty.
+    pub tags: String,
+    /// SQL92 selector over the messages' headers (`region = 'eu' AND amount > 5`), evaluated
+    /// on the broker. Empty = none. Default empty.
+    pub sql: String,
+    /// Ordered consumption: each partition goes to one member of the group, and its next
+    /// message is delivered only after the previous one is acknowledged. Default false.
+    pub ordered: bool,
+    /// Broadcast consumption: every member of the group gets every message; the broker keeps
+    /// each member's offsets under its client id
+    /// ([`ClientOptions::client_id`]: give it a stable one). Default false.
+    pub broadcast: bool,
+    /// Retry failed messages with back-off, then dead-letter them. Default none (a `nack`
+    /// with requeue redelivers at once).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for ConsumerOptions {
@@ -273,6 +325,11 @@ impl Default for ConsumerOptions {
             start: StartPosition::Committed,
             exclusive_partitions: false,
             no_ack: false,
+            tags: String::new(),
+            sql: String::new(),
+            ordered: false,
+            broadcast: false,
+            retry: None,
         }
     }
 }
@@ -313,6 +370,36 @@ impl ConsumerOptions {
     /// Sets automatic acknowledgement.
     pub fn no_ack(mut self, no_ack: bool) -> Self {
         self.no_ack = no_ack;
+        self
+    }
+
+    /// Only messages with one of these tags (`"created || paid"`; `"*"` = all).
+    pub fn tags(mut self, expression: impl Into<String>) -> Self {
+        self.tags = expression.into();
+        self
+    }
+
+    /// Only messages whose headers match this SQL92 selector.
+    pub fn sql(mut self, selector: impl Into<String>) -> Self {
+        self.sql = selector.into();
+        self
+    }
+
+    /// Sets ordered consumption (one unacknowledged message per partition).
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Sets broadcast consumption (every member gets every message).
+    pub fn broadcast(mut self, broadcast: bool) -> Self {
+        self.broadcast = broadcast;
+        self
+    }
+
+    /// Sets the retry policy (see [`RetryPolicy`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 }

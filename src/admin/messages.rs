@@ -17,7 +17,7 @@ use crate::core::{Lookup, Message, Properties, SessionEvent, Settle};
 /// How long a publish through the API waits for its confirm (the store's flush).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn payload_json(
+pub(super) fn payload_json(
     body: &[u8],
     properties: &Properties,
     force_base64: bool,
@@ -36,7 +36,7 @@ fn payload_json(
     o
 }
 
-fn wants_base64(encoding: Option<&str>) -> ApiResult<bool> {
+pub(super) fn wants_base64(encoding: Option<&str>) -> ApiResult<bool> {
     match encoding.unwrap_or("auto") {
         "auto" => Ok(false),
         "base64" => Ok(true),
@@ -107,7 +107,7 @@ pub async fn publish(
     })?;
     confirmed?;
     s.close().await;
-    Ok(axum::Json(json!({"routed": !published.routed.is_empty()})))
+    Ok(axum::Json(json!({"routed": !published.unroutable()})))
 }
 
 /// The body of `POST /api/queues/{vhost}/{name}/get`.

@@ -1,5 +1,6 @@
 //! The broker's HTTP surface: the admin API under `/api` (RabbitMQ-management-like JSON),
-//! Prometheus `/metrics` and the OpenAPI document `/api/openapi.json`.
+//! Prometheus `/metrics`, the OpenAPI document `/api/openapi.json` and the dashboard page
+//! (`/`, `/dashboard`).
 //!
 //! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
@@ -7,14 +8,16 @@
 //! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
+//! - `mqtt`: MQTT sessions and retained messages.
+//! - `dashboard`: the web page, bundled in the binary, a client of this API.
 //!
 //! The API keeps no state of its own: it reads the core, and what it changes on a vhost it
 //! changes through a core session of the requesting user, so permissions mean the same here as
-//! in every protocol. It is not the dashboard (not built yet) and not a protocol gateway:
-//! requests are not listed as connections.
+//! in every protocol. It is not a protocol gateway: requests are not listed as connections.
 
 mod access;
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod groups;
@@ -22,6 +25,7 @@ mod json;
 mod limits;
 mod messages;
 mod metrics;
+mod mqtt;
 mod overview;
 pub mod rates;
 mod topology;
@@ -98,6 +102,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         &["get", "delete"],
     ),
     ("/api/messages/{vhost}", &["get"]),
+    ("/api/mqtt/sessions", &["get"]),
+    ("/api/mqtt/sessions/{vhost}", &["get"]),
+    ("/api/mqtt/sessions/{vhost}/{client_id}", &["get"]),
+    ("/api/mqtt/retained", &["get"]),
+    ("/api/mqtt/retained/{vhost}", &["get", "delete"]),
     ("/api/openapi.json", &["get"]),
     ("/metrics", &["get"]),
 ];
@@ -209,11 +218,24 @@ pub fn router(
             get(topology::binding).delete(topology::unbind),
         )
         .route("/api/messages/{vhost}", get(messages::lookup))
+        .route("/api/mqtt/sessions", get(mqtt::all_sessions))
+        .route("/api/mqtt/sessions/{vhost}", get(mqtt::sessions))
+        .route("/api/mqtt/sessions/{vhost}/{client_id}", get(mqtt::session))
+        .route("/api/mqtt/retained", get(mqtt::all_retained))
+        .route(
+            "/api/mqtt/retained/{vhost}",
+            get(mqtt::retained).delete(mqtt::delete_retained),
+        )
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(dashboard::index))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(no_store))
+        .layer(axum::middleware::from_fn(no_challenge_for_scripts))
         .with_state(state)
 }
 
@@ -250,6 +272,25 @@ async fn no_store(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
+    res
+}
+
+/// A script that sends `X-Requested-With: XMLHttpRequest` (the dashboard does) handles a 401
+/// itself: without the `WWW-Authenticate` challenge the browser shows no login prompt of its
+/// own.
+async fn no_challenge_for_scripts(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let scripted = req
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
+    let mut res = next.run(req).await;
+    if scripted {
+        res.headers_mut()
+            .remove(axum::http::header::WWW_AUTHENTICATE);
+    }
     res
 }
 

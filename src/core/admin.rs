@@ -31,6 +31,8 @@ pub struct QueueSummary {
     pub stats: QueueStats,
     /// Message counters since the broker started.
     pub counters: CounterSnapshot,
+    /// Its `x-expires` now (it can change after declaration: an MQTT session's expiry).
+    pub expires_ms: Option<u64>,
 }
 
 /// How to look messages up in the store's index.
@@ -76,6 +78,8 @@ async fn summary(q: &Arc<QueueHandle>) -> CoreResult<QueueSummary> {
         exclusive: q.exclusive_owner.is_some(),
         stats,
         counters: q.counters.snapshot(),
+        expires_ms: Some(q.expires_ms.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|ms| *ms != u64::MAX),
     })
 }
 

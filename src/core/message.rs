@@ -132,8 +132,9 @@ impl Message {
     }
 }
 
-/// Fields appended to `Properties` since the first record format.
-const TRAILING_FIELDS: usize = 3;
+/// Optional fields appended to the record format since the first one (three at the end of
+/// `Properties`, then `StoredMeta::ext`).
+const TRAILING_FIELDS: usize = 4;
 
 /// What the core keeps in the record's properties blob: routing facts plus the properties.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +142,28 @@ pub(crate) struct StoredMeta {
     pub(crate) exchange: String,
     pub(crate) routing_key: String,
     pub(crate) properties: Properties,
+    /// Facts about the record that are not message properties (`None` for a plain message).
+    #[serde(default)]
+    pub(crate) ext: Option<MetaExt>,
+}
+
+/// What the core records beside a message's properties: where a message parked in a system
+/// queue (scheduled, or a transaction's half message) is going, how a transaction ended, and
+/// which idempotent producer sent it. Every field is new with this struct; later fields must be
+/// appended as `Option`s, like `Properties`'s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MetaExt {
+    /// The vhost a parked message belongs to (system queues hold every vhost's messages).
+    pub(crate) vhost: Option<String>,
+    /// A scheduled message is due at this time, ms since the epoch.
+    pub(crate) deliver_at_ms: Option<i64>,
+    /// A half message: the producer group asked about its outcome.
+    pub(crate) txn_group: Option<String>,
+    /// A transaction outcome: the half message (its offset in the half queue) this record
+    /// resolves, and whether it was committed (this record is then the message itself).
+    pub(crate) txn_end: Option<(u64, bool)>,
+    /// An idempotent producer's id and sequence number.
+    pub(crate) producer: Option<(String, u64)>,
 }
 
 impl StoredMeta {
@@ -151,10 +174,10 @@ impl StoredMeta {
 
     pub(crate) fn decode(b: &[u8]) -> Option<StoredMeta> {
         postcard::from_bytes(b).ok().or_else(|| {
-            // Records written before the last fields of `Properties` existed (`amqp_header`,
-            // `retain`, `origin`) end early: read them with those fields absent. Every one of
-            // them is an `Option` or a `bool`, whose absent value postcard writes as one zero
-            // byte.
+            // Records written before the last fields existed (`Properties`'s `amqp_header`,
+            // `retain`, `origin`, then `ext`) end early: read them with those fields absent.
+            // Every one of them is an `Option` or a `bool`, whose absent value postcard writes
+            // as one zero byte.
             let mut old = b.to_vec();
             (0..TRAILING_FIELDS).find_map(|_| {
                 old.push(0);
@@ -162,6 +185,28 @@ impl StoredMeta {
             })
         })
     }
+}
+
+/// The header by which publishers of protocols without a tag field (AMQP, MQTT 5, STOMP) tag a
+/// message.
+pub const TAG_HEADER: &str = "x-tag";
+
+/// RabbitMQ streams' header for a message's filter value, read as its tag too.
+pub const STREAM_FILTER_HEADER: &str = "x-stream-filter-value";
+
+/// A message's tag: its `tag` property, else a text [`TAG_HEADER`] (or
+/// [`STREAM_FILTER_HEADER`]) header.
+pub fn tag_of(p: &Properties) -> Option<&str> {
+    p.tag.as_deref().or_else(|| {
+        p.headers
+            .iter()
+            .find(|(k, _)| k == TAG_HEADER || k == STREAM_FILTER_HEADER)
+            .and_then(|(_, v)| match v {
+                Value::Str(s) => Some(s.as_str()),
+                Value::Bytes(b) => std::str::from_utf8(b).ok(),
+                _ => None,
+            })
+    })
 }
 
 /// Hash of a tag, as kept in consume-queue entries (0 = no tag).
@@ -182,9 +227,10 @@ mod tests {
                 content_type: Some("text/plain".into()),
                 ..Properties::default()
             },
+            ext: None,
         };
         let mut b = meta.encode();
-        // Records of every earlier format: without `origin`, then `retain`, then `amqp_header`.
+        // Records of every earlier format: without `ext`, then `origin`, `retain`, `amqp_header`.
         for _ in 0..TRAILING_FIELDS {
             assert_eq!(
                 b.pop(),
@@ -213,5 +259,17 @@ mod tests {
         };
         let back = StoredMeta::decode(&with.encode()).expect("decodes");
         assert_eq!(back.properties.amqp_header.as_deref(), Some(&b"raw"[..]));
+        let ext = MetaExt {
+            vhost: Some("/".into()),
+            deliver_at_ms: Some(7),
+            producer: Some(("p".into(), 3)),
+            ..MetaExt::default()
+        };
+        let parked = StoredMeta {
+            ext: Some(ext.clone()),
+            ..with
+        };
+        let back = StoredMeta::decode(&parked.encode()).expect("decodes");
+        assert_eq!(back.ext, Some(ext));
     }
 }

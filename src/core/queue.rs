@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::error::{CoreError, CoreResult};
+use super::filter::Filter;
 use super::message::{Message, StoredMeta, Value};
 use super::meta::{Overflow, QueueDef};
 use super::metrics::Counters;
@@ -35,7 +36,9 @@ use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
 
 mod groups;
+mod retry;
 pub use groups::{GroupInfo, PartitionOffsets};
+pub use retry::{RetryPolicy, DLQ_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER};
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,7 +123,7 @@ pub enum Settle {
 }
 
 /// What a consumer asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ConsumeSpec {
     /// Queue name.
     pub queue: String,
@@ -140,6 +143,21 @@ pub struct ConsumeSpec {
     /// The only consumer of the queue (AMQP exclusive consume): refused while the queue has
     /// consumers, and other consumers are refused while it lasts.
     pub exclusive: bool,
+    /// Only messages passing this filter are delivered to the group; the others are settled
+    /// for it without being delivered (RocketMQ's subscription). Every member of a group must
+    /// give the same filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Ordered consumption: partitions are assigned to members (as with
+    /// `exclusive_partitions`) and a partition's next message is delivered only once the
+    /// previous one is settled.
+    pub ordered: bool,
+    /// Broadcast consumption: every member of the group gets every message, with offsets of
+    /// its own (kept per member, by client id).
+    pub broadcast: bool,
+    /// Failed messages are retried with back-off through the group's retry queue, then
+    /// dead-lettered (the session fills in the queue names and subscribes the consumer to the
+    /// retry queue too).
+    pub retry: Option<RetryPolicy>,
 }
 
 /// Queue counters.
@@ -211,6 +229,9 @@ pub(crate) enum QueueCmd {
         group: String,
         reply: oneshot::Sender<CoreResult<()>>,
     },
+    /// Idle groups take the offsets saved in the offsets file (a slave, after the master's
+    /// offsets were copied there).
+    ReloadOffsets,
 }
 
 /// A queue as publishers and sessions see it.
@@ -303,6 +324,10 @@ struct Cursor {
     inflight: HashMap<u64, (ConsumerId, u32)>,
     owner: Option<ConsumerId>,
     buffer: VecDeque<QueueMessage>,
+    /// Where the next store read starts (past `next_read` when a filter skipped entries).
+    scanned_to: u64,
+    /// When in-flight messages were sent, for groups with a consume timeout.
+    sent: HashMap<u64, Instant>,
 }
 
 impl Cursor {
@@ -335,6 +360,12 @@ struct Group {
     members: Vec<ConsumerId>,
     exclusive_partitions: bool,
     rr: usize,
+    /// The group's subscription filter.
+    filter: Option<Arc<Filter>>,
+    /// One unsettled message per partition at a time.
+    ordered: bool,
+    /// Retry and dead-letter policy.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 #[derive(Debug)]
@@ -398,9 +429,54 @@ impl Ctx {
         m.record.store_ts.saturating_add(ttl as i64) <= now_ms()
     }
 
+    /// Reads the next batch of a partition for a group; entries the filter rejects by their
+    /// tag hash are settled without their records being read. Returns false when nothing is
+    /// left to read now.
+    fn fill(&self, cur: &mut Cursor, filter: Option<&Filter>) -> bool {
+        for _ in 0..16 {
+            let from = cur.next_read.max(cur.scanned_to);
+            let b = match filter {
+                Some(f) => self
+                    .store
+                    .read_where(cur.key, from, 64, 4096, |e| f.may_match(e.tag_hash)),
+                None => self.store.read(cur.key, from, 64),
+            };
+            let Ok(b) = b else {
+                return false;
+            };
+            if filter.is_some() {
+                let mut kept = b.messages.iter().map(|m| m.queue_offset).peekable();
+                for off in from.max(b.min_offset)..b.next_offset {
+                    if kept.peek() == Some(&off) {
+                        kept.next();
+                    } else {
+                        cur.settle(off);
+                    }
+                }
+            }
+            cur.scanned_to = b.next_offset;
+            if !b.messages.is_empty() {
+                cur.buffer.extend(b.messages);
+                return true;
+            }
+            cur.next_read = cur.next_read.max(b.min_offset).max(b.next_offset);
+            if b.next_offset >= b.end_offset {
+                return false;
+            }
+        }
+        // A long run of rejected entries: go on at the actor's next turn.
+        self.q.wake.notify_one();
+        false
+    }
+
     /// The next message of one partition for a group: redeliveries first, then new ones.
-    /// Expired messages met on the way are settled and dead-lettered.
-    fn next_from(&self, cur: &mut Cursor) -> Option<(QueueMessage, StoredMeta, u32, bool)> {
+    /// Expired messages met on the way are settled and dead-lettered; messages the group's
+    /// filter rejects are settled.
+    fn next_from(
+        &self,
+        cur: &mut Cursor,
+        filter: Option<&Filter>,
+    ) -> Option<(QueueMessage, StoredMeta, u32, bool)> {
         loop {
             let (m, count, redelivered) = if let Some((off, count)) = cur.redeliver.pop_first() {
                 match self.read_one(cur.key, off) {
@@ -411,13 +487,8 @@ impl Ctx {
                     }
                 }
             } else {
-                if cur.buffer.is_empty() {
-                    let b = self.store.read(cur.key, cur.next_read, 64).ok()?;
-                    if b.messages.is_empty() {
-                        cur.next_read = cur.next_read.max(b.min_offset);
-                        return None;
-                    }
-                    cur.buffer.extend(b.messages);
+                if cur.buffer.is_empty() && !self.fill(cur, filter) {
+                    return None;
                 }
                 let m = cur.buffer.pop_front()?;
                 if m.queue_offset < cur.next_read {
@@ -438,6 +509,10 @@ impl Ctx {
             if self.expired(&m, &meta) {
                 cur.settle(m.queue_offset);
                 self.dead_letter_msg(&meta, &m, "expired");
+                continue;
+            }
+            if filter.is_some_and(|f| !f.matches(&meta.properties)) {
+                cur.settle(m.queue_offset);
                 continue;
             }
             return Some((m, meta, count, redelivered));
@@ -464,7 +539,11 @@ impl Ctx {
             partition,
             offset: m.queue_offset,
             redelivered,
-            delivery_count: count,
+            delivery_count: if self.q.name.starts_with(RETRY_PREFIX) {
+                count + retry::earlier_failures(&meta.properties)
+            } else {
+                count
+            },
             store_ts: m.record.store_ts,
             exchange: meta.exchange,
             routing_key: meta.routing_key,
@@ -607,6 +686,8 @@ impl Actor {
                         inflight: HashMap::new(),
                         owner: None,
                         buffer: VecDeque::new(),
+                        scanned_to: committed,
+                        sent: HashMap::new(),
                     }
                 })
                 .collect();
@@ -617,6 +698,9 @@ impl Actor {
                     members: Vec::new(),
                     exclusive_partitions: false,
                     rr: 0,
+                    filter: None,
+                    ordered: false,
+                    retry: None,
                 },
             );
             self.dirty = true;
@@ -629,6 +713,9 @@ impl Actor {
                 members: Vec::new(),
                 exclusive_partitions: false,
                 rr: 0,
+                filter: None,
+                ordered: false,
+                retry: None,
             })
     }
 
@@ -713,6 +800,7 @@ impl Actor {
             QueueCmd::DeleteGroup { group, reply } => {
                 let _ = reply.send(self.delete_group(&group));
             }
+            QueueCmd::ReloadOffsets => self.reload_offsets(),
             QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
         }
     }
@@ -731,13 +819,30 @@ impl Actor {
             )));
         }
         let group = self.group_with(&spec.group, spec.start, None);
-        if !group.members.is_empty() && group.exclusive_partitions != spec.exclusive_partitions {
-            return Err(CoreError::PreconditionFailed(format!(
-                "group '{}' of queue '{}' already consumes with exclusive_partitions = {}",
-                spec.group, spec.queue, group.exclusive_partitions
-            )));
+        let exclusive_partitions = spec.exclusive_partitions || spec.ordered;
+        if !group.members.is_empty() {
+            if group.exclusive_partitions != exclusive_partitions || group.ordered != spec.ordered {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "group '{}' of queue '{}' already consumes with exclusive_partitions = {}, ordered = {}",
+                    spec.group, spec.queue, group.exclusive_partitions, group.ordered
+                )));
+            }
+            let source = |f: &Option<Arc<Filter>>| f.as_ref().map(|f| f.source.clone());
+            if source(&group.filter) != source(&spec.filter) {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "group '{}' of queue '{}' already consumes with filter {:?}; every member must use the same",
+                    spec.group,
+                    spec.queue,
+                    source(&group.filter).unwrap_or_else(|| "none".into())
+                )));
+            }
         }
-        group.exclusive_partitions = spec.exclusive_partitions;
+        if group.members.is_empty() {
+            group.retry = spec.retry.clone().map(Arc::new);
+        }
+        group.exclusive_partitions = exclusive_partitions;
+        group.ordered = spec.ordered;
+        group.filter = spec.filter.clone();
         group.members.push(id);
         group.members.sort_unstable();
         self.consumers.insert(
@@ -909,6 +1014,33 @@ impl Actor {
                 self.consumers.remove(&consumer); // a basic.get, now settled
             }
         }
+        let policy = self
+            .groups
+            .get(&group)
+            .filter(|g| !g.ordered)
+            .and_then(|g| g.retry.clone());
+        let Some(cur) = self
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.parts.get_mut(usize::from(partition)))
+        else {
+            return;
+        };
+        cur.sent.remove(&offset);
+        if let (Some(policy), Settle::Requeue | Settle::Reject) = (policy, how) {
+            let key = cur.key;
+            cur.settle(offset);
+            self.ctx.retry_or_dead_letter(
+                &policy,
+                key,
+                partition,
+                offset,
+                count,
+                how == Settle::Reject,
+            );
+            self.dirty = true;
+            return;
+        }
         let limit = self.ctx.q.def.args.delivery_limit;
         match how {
             Settle::Ack => {
@@ -973,7 +1105,12 @@ impl Actor {
                         if g.exclusive_partitions && cur.owner != Some(id) {
                             continue;
                         }
-                        let Some((m, meta, count, redelivered)) = ctx.next_from(cur) else {
+                        if g.ordered && !cur.inflight.is_empty() {
+                            continue; // the previous message is not settled yet
+                        }
+                        let Some((m, meta, count, redelivered)) =
+                            ctx.next_from(cur, g.filter.as_deref())
+                        else {
                             continue;
                         };
                         let offset = m.queue_offset;
@@ -994,6 +1131,9 @@ impl Actor {
                         } else {
                             cur.inflight.insert(offset, (id, count));
                             c.inflight += 1;
+                            if g.retry.as_ref().is_some_and(|p| p.consume_timeout_ms > 0) {
+                                cur.sent.insert(offset, Instant::now());
+                            }
                         }
                         // A closed session's consumer is removed by its close, which requeues.
                         let _ = c.sink.send(SessionEvent::Delivery(Box::new(d)));
@@ -1016,8 +1156,10 @@ impl Actor {
     fn get(&mut self) -> Option<Delivery> {
         let broker = self.ctx.broker.upgrade()?;
         let g = self.groups.get_mut("")?;
+        let filter = g.filter.clone();
         for cur in &mut g.parts {
-            if let Some((m, meta, count, redelivered)) = self.ctx.next_from(cur) {
+            if let Some((m, meta, count, redelivered)) = self.ctx.next_from(cur, filter.as_deref())
+            {
                 let id = broker.next_consumer.fetch_add(1, Ordering::Relaxed);
                 self.ctx.q.count_delivery(redelivered);
                 let tag = ConsumerTag::from("");
@@ -1286,6 +1428,7 @@ impl Actor {
             }
         }
         self.expire_heads();
+        self.expire_deliveries();
         if self.dirty {
             self.save_offsets();
         }

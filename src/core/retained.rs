@@ -86,6 +86,23 @@ impl Retained {
         }
     }
 
+    /// Replaces the whole set with the contents of a `retained.bin` (a slave taking its
+    /// master's); bytes that do not decode are logged and change nothing.
+    pub(crate) fn replace(&self, bytes: &[u8]) {
+        match postcard::from_bytes::<File>(bytes) {
+            Ok(f) if f.format == FORMAT => {
+                let mut table = Table::new();
+                for (vhost, exchange, rk, e) in f.entries {
+                    table.entry((vhost, exchange)).or_default().insert(rk, e);
+                }
+                *self.lock() = table;
+                self.dirty.store(true, Ordering::Release);
+            }
+            Ok(f) => tracing::error!(format = f.format, "replicated retained set: unknown format"),
+            Err(e) => tracing::error!(error = %e, "replicated retained set does not decode"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -154,6 +171,43 @@ impl Retained {
             .filter(|(rk, _)| topic::matches(pattern, rk))
             .map(pick)
             .collect()
+    }
+
+    /// Every retained message of a vhost as `(exchange, message)`, by exchange and routing
+    /// key; expired ones are dropped.
+    pub(crate) fn list(&self, vhost: &str, now: i64) -> Vec<(String, RetainedMessage)> {
+        let mut exchanges: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|(v, _)| v == vhost)
+            .map(|(_, x)| x.clone())
+            .collect();
+        exchanges.sort();
+        exchanges
+            .into_iter()
+            .flat_map(|x| {
+                self.matching(vhost, &x, "#", now)
+                    .into_iter()
+                    .map(move |m| (x.clone(), m))
+            })
+            .collect()
+    }
+
+    /// Removes the retained message of a routing key; whether there was one.
+    pub(crate) fn remove(&self, vhost: &str, exchange: &str, rk: &str) -> bool {
+        let mut t = self.lock();
+        let key = (vhost.to_string(), exchange.to_string());
+        let Some(m) = t.get_mut(&key) else {
+            return false;
+        };
+        let removed = m.remove(rk).is_some();
+        if m.is_empty() {
+            t.remove(&key);
+        }
+        if removed {
+            self.dirty.store(true, Ordering::Release);
+        }
+        removed
     }
 
     /// Drops the retained messages of a vhost or exchange that was deleted.
@@ -234,6 +288,34 @@ mod tests {
         r.set("/", "amq.topic", "a.c", &msg(""), 21);
         assert!(r.matching("/", "amq.topic", "a.c", 22).is_empty());
         assert_eq!(r.matching("/", "amq.topic", "#", 22).len(), 2);
+    }
+
+    #[test]
+    fn list_and_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Retained::open(dir.path());
+        r.set("/", "amq.topic", "b", &msg("2"), 10);
+        r.set("/", "amq.topic", "a", &msg("1"), 10);
+        r.set("/", "other", "c", &msg("3"), 10);
+        r.set("v2", "amq.topic", "d", &msg("4"), 10);
+        let listed: Vec<(String, String)> = r
+            .list("/", 20)
+            .into_iter()
+            .map(|(x, m)| (x, m.routing_key))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("amq.topic".to_string(), "a".to_string()),
+                ("amq.topic".to_string(), "b".to_string()),
+                ("other".to_string(), "c".to_string()),
+            ]
+        );
+        assert!(r.remove("/", "other", "c"));
+        assert!(!r.remove("/", "other", "c"));
+        assert!(!r.remove("/", "amq.topic", "zz"));
+        assert_eq!(r.list("/", 20).len(), 2);
+        assert_eq!(r.list("v2", 20).len(), 1);
     }
 
     #[test]

@@ -19,6 +19,10 @@ use super::queue::{ConsumeSpec, ConsumerId, QueueCmd, QueueHandle, Settle};
 use super::retained::RetainedMessage;
 use super::BrokerInner;
 
+/// Broadcast consumption: member `m` of group `g` reads in the group `g@m` (`m` is the
+/// client id).
+pub const BROADCAST_SEPARATOR: char = '@';
+
 /// A consumer's tag, unique within its session.
 pub type ConsumerTag = Arc<str>;
 
@@ -177,13 +181,31 @@ pub struct Routed {
 }
 
 /// The result of a publish: its sequence number (confirmed later by
-/// [`SessionEvent::Confirmed`]) and where it went (empty = unroutable).
+/// [`SessionEvent::Confirmed`]) and where it went.
 #[derive(Debug, Clone)]
 pub struct Published {
     /// Publish sequence number of this session, from 1.
     pub seq: u64,
-    /// Queues it was stored for.
+    /// Queues it was stored for (empty: unroutable, or scheduled for later).
     pub routed: Vec<Routed>,
+    /// A delayed message: stored, and routed at this time (ms since the epoch).
+    pub scheduled_at: Option<i64>,
+}
+
+impl Published {
+    /// No queue took the message (and it is not waiting to be routed later).
+    pub fn unroutable(&self) -> bool {
+        self.routed.is_empty() && self.scheduled_at.is_none()
+    }
+}
+
+/// How a message is published, beyond its properties.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Route and deliver it at this time (ms since the epoch) instead of now. When unset, the
+    /// headers `x-delay` / `AMQ_SCHEDULED_DELAY` (ms from now) are read instead; a time not in
+    /// the future means now.
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// A message read by offset.
@@ -220,6 +242,15 @@ type SettleBatch = (Weak<QueueHandle>, Vec<(ConsumerId, u16, u64)>);
 struct ConsumerEntry {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
+    /// The same consumer on its group's retry queue (groups with a retry policy).
+    retry: Option<(Arc<QueueHandle>, ConsumerId)>,
+}
+
+impl ConsumerEntry {
+    /// Every (queue, consumer) this entry stands for.
+    fn subscriptions(&self) -> impl Iterator<Item = (&Arc<QueueHandle>, ConsumerId)> {
+        std::iter::once((&self.queue, self.id)).chain(self.retry.iter().map(|(q, id)| (q, *id)))
+    }
 }
 
 /// One client session. Owned by one gateway task; not `Clone`.
@@ -565,6 +596,30 @@ impl Session {
             .matching(&self.info.vhost, exchange, pattern, super::now_ms()))
     }
 
+    /// Every retained message of the vhost as `(exchange, message)`, of the exchanges the
+    /// session may read from; by exchange and routing key.
+    pub fn retained_all(&self) -> Vec<(String, RetainedMessage)> {
+        self.broker
+            .retained
+            .list(&self.info.vhost, super::now_ms())
+            .into_iter()
+            .filter(|(x, _)| self.check(Access::Read, x).is_ok())
+            .collect()
+    }
+
+    /// Removes the retained message of `routing_key` on `exchange` (as publishing an empty
+    /// retained message there would); whether there was one.
+    ///
+    /// # Errors
+    /// `AccessRefused` (write on the exchange).
+    pub fn clear_retained(&mut self, exchange: &str, routing_key: &str) -> CoreResult<bool> {
+        self.check(Access::Write, exchange)?;
+        Ok(self
+            .broker
+            .retained
+            .remove(&self.info.vhost, exchange, routing_key))
+    }
+
     /// Removes a binding.
     ///
     /// # Errors
@@ -587,6 +642,20 @@ impl Session {
         routing_key: &str,
         msg: &Message,
     ) -> CoreResult<Published> {
+        self.publish_with(exchange, routing_key, msg, &PublishOptions::default())
+    }
+
+    /// [`Session::publish`] with options: a delivery time (delayed message).
+    ///
+    /// # Errors
+    /// As [`Session::publish`].
+    pub fn publish_with(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+        opts: &PublishOptions,
+    ) -> CoreResult<Published> {
         if self.write_ok.as_deref() != Some(exchange) {
             self.check(Access::Write, exchange)?;
             self.write_ok = Some(exchange.to_string());
@@ -602,6 +671,21 @@ impl Session {
                 )));
             }
         }
+        let now = super::now_ms();
+        let due = opts
+            .deliver_at_ms
+            .or_else(|| {
+                super::schedule::delay_requested(&msg.properties.headers)
+                    .map(|d| now.saturating_add(d))
+            })
+            .filter(|t| *t > now);
+        if let Some(due) = due {
+            self.broker.check_publishable(&self.vhost, exchange)?;
+            let end =
+                self.broker
+                    .schedule_message(&self.info.vhost, exchange, routing_key, msg, due)?;
+            return Ok(self.published(Vec::new(), end, Some(due)));
+        }
         let (routed, end) = self
             .broker
             .publish_checked(&self.vhost, exchange, routing_key, msg)?;
@@ -614,7 +698,13 @@ impl Session {
                 super::now_ms(),
             );
         }
-        self.vhost_counters.publish(!routed.is_empty());
+        Ok(self.published(routed, end, None))
+    }
+
+    /// Counts a stored publish and arranges its confirm once `end` is stored.
+    fn published(&mut self, routed: Vec<Routed>, end: u64, scheduled_at: Option<i64>) -> Published {
+        self.vhost_counters
+            .publish(!routed.is_empty() || scheduled_at.is_some());
         if let Some(c) = &self.conn {
             c.entry
                 .published
@@ -623,7 +713,11 @@ impl Session {
         self.publish_seq += 1;
         let seq = self.publish_seq;
         self.confirm_after(seq, end);
-        Ok(Published { seq, routed })
+        Published {
+            seq,
+            routed,
+            scheduled_at,
+        }
     }
 
     fn confirm_after(&mut self, seq: u64, end: u64) {
@@ -636,7 +730,8 @@ impl Session {
                     while let Ok(next) = rx.try_recv() {
                         last = next; // the log end only grows: the last covers the rest
                     }
-                    let ev = match store.flushed(last.1).await {
+                    let confirmed = store.confirmed(last.1, tokio::time::sleep).await;
+                    let ev = match confirmed {
                         Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
                         Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
                     };
@@ -662,12 +757,84 @@ impl Session {
             spec.tag = format!("ctag-{}.{}", self.id, self.next_tag);
             self.next_tag += 1;
         }
+        if spec.broadcast {
+            // Every member reads in a group of its own, named by its client id so that its
+            // offsets outlive its connections.
+            let member = if self.info.client_id.is_empty() {
+                format!("session-{}", self.id)
+            } else {
+                self.info.client_id.clone()
+            };
+            spec.group = format!("{}{BROADCAST_SEPARATOR}{member}", spec.group);
+            spec.broadcast = false;
+            spec.exclusive_partitions = false;
+        }
         let tag: ConsumerTag = ConsumerTag::from(spec.tag.as_str());
         if self.consumers.contains_key(&tag) {
             return Err(CoreError::PreconditionFailed(format!(
                 "consumer tag '{tag}' is in use"
             )));
         }
+        let retry_q = match &mut spec.retry {
+            Some(policy) => {
+                let (retry, dlq) = super::RetryPolicy::queue_names(&spec.queue, &spec.group);
+                // Both exist before the first failure: a retry is routed to its queue when due.
+                let mut queues = Vec::new();
+                for name in [&retry, &dlq] {
+                    let decl = QueueDecl {
+                        name: name.clone(),
+                        durable: true,
+                        ..QueueDecl::default()
+                    };
+                    queues.push(
+                        self.broker
+                            .declare_queue(&self.info.vhost, decl, self.owner)?,
+                    );
+                }
+                policy.retry_queue = retry;
+                policy.dlq = dlq;
+                queues.into_iter().next()
+            }
+            None => None,
+        };
+        let retry_spec = retry_q.as_ref().map(|rq| ConsumeSpec {
+            queue: rq.name.clone(),
+            group: String::new(),
+            start: super::StartFrom::Committed,
+            exclusive_partitions: false,
+            exclusive: false,
+            filter: None,
+            ordered: false,
+            broadcast: false,
+            ..spec.clone()
+        });
+        let (id, parts) = self.subscribe_to(&q, spec).await?;
+        let retry = match (retry_q, retry_spec) {
+            (Some(rq), Some(rs)) => match self.subscribe_to(&rq, rs).await {
+                Ok((rid, _)) => Some((rq, rid)),
+                Err(e) => {
+                    let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        self.consumers.insert(
+            tag.clone(),
+            ConsumerEntry {
+                queue: q,
+                id,
+                retry,
+            },
+        );
+        Ok((tag, parts))
+    }
+
+    async fn subscribe_to(
+        &mut self,
+        q: &Arc<QueueHandle>,
+        spec: ConsumeSpec,
+    ) -> CoreResult<(ConsumerId, Vec<u16>)> {
         let id = self
             .broker
             .next_consumer
@@ -681,9 +848,7 @@ impl Session {
                 reply,
             })
             .await??;
-        self.consumers
-            .insert(tag.clone(), ConsumerEntry { queue: q, id });
-        Ok((tag, parts))
+        Ok((id, parts))
     }
 
     /// Stops a consumer and gives its unacked deliveries back to the queue at once (native
@@ -696,8 +861,10 @@ impl Session {
             .consumers
             .remove(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
-        self.unacked.retain(|_, (_, cid, _, _)| *cid != c.id);
-        let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+        for (q, id) in c.subscriptions() {
+            self.unacked.retain(|_, (_, cid, _, _)| *cid != id);
+            let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+        }
         Ok(())
     }
 
@@ -713,8 +880,10 @@ impl Session {
             .remove(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
         // Its unacked deliveries stay with the session, settleable, until the session closes.
-        self.holders.push((Arc::downgrade(&c.queue), c.id));
-        let _ = c.queue.tx.send(QueueCmd::Cancel { id: c.id });
+        for (q, id) in c.subscriptions() {
+            self.holders.push((Arc::downgrade(q), id));
+            let _ = q.tx.send(QueueCmd::Cancel { id });
+        }
         Ok(())
     }
 
@@ -727,10 +896,12 @@ impl Session {
             .consumers
             .get(tag)
             .ok_or_else(|| CoreError::not_found("consumer", tag))?;
-        let _ = c.queue.tx.send(QueueCmd::SetPrefetch {
-            consumer: c.id,
-            prefetch,
-        });
+        for (q, id) in c.subscriptions() {
+            let _ = q.tx.send(QueueCmd::SetPrefetch {
+                consumer: id,
+                prefetch,
+            });
+        }
         Ok(())
     }
 
@@ -776,6 +947,63 @@ impl Session {
     /// Ids of this session's unsettled deliveries, for protocols that ack cumulatively.
     pub fn unsettled(&self) -> impl Iterator<Item = u64> + '_ {
         self.unacked.keys().copied()
+    }
+
+    /// Moves up to `max` messages of dead-letter queue `dlq` back to the retry queue of the
+    /// group that gave up on them (their `x-retry-queue` header), with their retry count
+    /// reset, so that only that group gets them again. Returns how many moved. A message
+    /// without the header (published there by hand) stops the re-drive and stays.
+    ///
+    /// # Errors
+    /// `AccessRefused` (read on the dead-letter queue), `NotFound`, `Blocked`.
+    pub async fn redrive(&mut self, dlq: &str, max: u64) -> CoreResult<u64> {
+        self.check(Access::Read, dlq)?;
+        let q = self.queue(dlq)?;
+        let mut moved = 0;
+        while moved < max {
+            let Some(d) = q.ask(|reply| QueueCmd::Get { reply }).await? else {
+                break;
+            };
+            let settle = |how| QueueCmd::Settle {
+                items: vec![(d.consumer_id, d.partition, d.offset)],
+                how,
+            };
+            let target = d
+                .message
+                .properties
+                .header(super::RETRY_QUEUE_HEADER)
+                .and_then(Value::as_str_lossy);
+            let Some(target) = target else {
+                let _ = q.tx.send(settle(Settle::Requeue));
+                break;
+            };
+            let mut msg = d.message.clone();
+            msg.properties.amqp_header = None;
+            msg.properties.headers.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    super::RETRY_COUNT_HEADER | super::RETRY_QUEUE_HEADER | "x-dlq-reason"
+                )
+            });
+            match self
+                .broker
+                .publish_internal(&self.info.vhost, "", &target, &msg)
+            {
+                Ok((routed, _)) if !routed.is_empty() => {
+                    let _ = q.tx.send(settle(Settle::Ack));
+                    moved += 1;
+                }
+                Ok(_) => {
+                    let _ = q.tx.send(settle(Settle::Requeue));
+                    return Err(CoreError::not_found("queue", target));
+                }
+                Err(e) => {
+                    let _ = q.tx.send(settle(Settle::Requeue));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Takes one message from a queue's default group (AMQP basic.get), or `None` if empty.
@@ -899,7 +1127,9 @@ impl Session {
         }
         self.closed = true;
         for (_, c) in self.consumers.drain() {
-            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+            for (q, id) in c.subscriptions() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
         }
         for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {
@@ -919,7 +1149,9 @@ impl Drop for Session {
         }
         // Best effort without awaiting: stop consumers so their messages are redelivered.
         for (_, c) in self.consumers.drain() {
-            let _ = c.queue.tx.send(QueueCmd::Unsubscribe { id: c.id });
+            for (q, id) in c.subscriptions() {
+                let _ = q.tx.send(QueueCmd::Unsubscribe { id });
+            }
         }
         for (q, id) in self.holders.drain(..) {
             if let Some(q) = q.upgrade() {

@@ -52,6 +52,7 @@ fn spec(queue: &str) -> ConsumeSpec {
         exclusive_partitions: false,
         tag: String::new(),
         exclusive: false,
+        ..ConsumeSpec::default()
     }
 }
 

@@ -77,6 +77,9 @@ pub(super) enum CtlCommand {
     /// A queue's consumer groups and their offsets.
     #[command(subcommand)]
     Groups(GroupCmd),
+    /// MQTT sessions and retained messages of the vhost.
+    #[command(subcommand)]
+    Mqtt(MqttCmd),
     /// Publishes one message (body from the argument or standard input).
     Publish {
         /// Routing key.
@@ -385,5 +388,19 @@ pub(super) enum ConnectionCmd {
         /// Reason given to the client.
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum MqttCmd {
+    /// Lists MQTT sessions: connected or not, clean or persistent, subscriptions, queued
+    /// messages.
+    Sessions,
+    /// Lists retained messages.
+    Retained,
+    /// Deletes the retained message of a topic.
+    ClearRetained {
+        /// MQTT topic name (`a/b`).
+        topic: String,
     },
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 pub use args::CtlArgs;
 use args::{
-    BindingCmd, ConnectionCmd, CtlCommand, ExchangeCmd, GroupCmd, PermissionCmd, QueueCmd, UserCmd,
-    VhostCmd,
+    BindingCmd, ConnectionCmd, CtlCommand, ExchangeCmd, GroupCmd, MqttCmd, PermissionCmd, QueueCmd,
+    UserCmd, VhostCmd,
 };
 use client::seg;
 pub use client::{Client, CtlError};
@@ -141,6 +141,21 @@ const CONNECTION_COLS: &[(&str, &str)] = &[
     ("published", "messages_published"),
     ("delivered", "messages_delivered"),
 ];
+const SESSION_COLS: &[(&str, &str)] = &[
+    ("client_id", "client_id"),
+    ("connected", "connected"),
+    ("clean", "clean_session"),
+    ("expiry_s", "expiry_interval"),
+    ("subscriptions", "subscriptions"),
+    ("messages", "messages"),
+];
+const RETAINED_COLS: &[(&str, &str)] = &[
+    ("topic", "topic"),
+    ("exchange", "exchange"),
+    ("store_ts", "store_ts"),
+    ("bytes", "payload_bytes"),
+    ("payload", "payload"),
+];
 const MESSAGE_COLS: &[(&str, &str)] = &[
     ("exchange", "exchange"),
     ("routing_key", "routing_key"),
@@ -191,6 +206,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Vhosts(cmd) => vhosts(&c, cmd)?,
         CtlCommand::Connections(cmd) => connections(&c, cmd)?,
         CtlCommand::Groups(cmd) => groups(&c, &v, cmd)?,
+        CtlCommand::Mqtt(cmd) => mqtt(&c, &v, cmd)?,
         CtlCommand::Publish {
             routing_key,
             body,
@@ -577,6 +593,38 @@ fn connections(c: &Client, cmd: ConnectionCmd) -> Result<Out, CtlError> {
                 reason.as_deref().map(|r| ("x-reason", r)),
             )?;
             Out::Done(format!("connection {id} closed"), r)
+        }
+    })
+}
+
+fn mqtt(c: &Client, v: &str, cmd: MqttCmd) -> Result<Out, CtlError> {
+    Ok(match cmd {
+        MqttCmd::Sessions => {
+            let answer = c.get(&format!("/api/mqtt/sessions/{v}"))?;
+            // Subscriptions as `filter:qos`; a session that never expires as `never`.
+            let mut shown = answer.clone();
+            for s in shown.as_array_mut().into_iter().flatten() {
+                let subs: Vec<Value> = s["subscriptions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| json!(format!("{}:{}", text(&x["filter"]), text(&x["qos"]))))
+                    .collect();
+                s["subscriptions"] = Value::Array(subs);
+                if s["expiry_interval"].is_null() {
+                    s["expiry_interval"] = json!("never");
+                }
+            }
+            Out::Shown(answer, shown, SESSION_COLS)
+        }
+        MqttCmd::Retained => Out::Rows(
+            c.get(&format!("/api/mqtt/retained/{v}?truncate=64"))?,
+            RETAINED_COLS,
+        ),
+        MqttCmd::ClearRetained { topic } => {
+            let path = format!("/api/mqtt/retained/{v}?topic={}", seg(&topic));
+            let r = c.call("DELETE", &path, None)?;
+            Out::Done(format!("retained message of '{topic}' deleted"), r)
         }
     })
 }

@@ -20,9 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
 
+use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Credential, Delivery, ExchangeDecl, ExchangeKind,
-    Message, Properties, QueueDecl, Session, SessionEvent, Settle, StartFrom, Value,
+    Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle,
+    StartFrom, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -584,6 +586,11 @@ impl Connection {
                         end_offset: r.end_offset,
                     }))
                 }),
+            Body::Redrive(r) => self
+                .session
+                .redrive(&r.queue, r.max)
+                .await
+                .map(|n| Some(Body::Deleted(wire::Deleted { messages: n }))),
             Body::QueryOffset(q) => self
                 .session
                 .offset_for_time(&q.queue, q.partition, q.time_ms)
@@ -610,15 +617,18 @@ impl Connection {
     }
 
     fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
+        let opts = PublishOptions {
+            deliver_at_ms: p.properties.deliver_at_ms,
+        };
         let msg = Message {
             properties: props_in(p.properties),
             body: p.body,
         };
         let published = self
             .session
-            .publish(&p.exchange, &p.routing_key, &msg)
+            .publish_with(&p.exchange, &p.routing_key, &msg, &opts)
             .inspect_err(|e| self.on_publish_error(e))?;
-        if published.routed.is_empty() && p.mandatory {
+        if published.unroutable() && p.mandatory {
             return Ok(Some(Body::Returned(wire::Returned {
                 reply_code: ErrorCode::NoRoute.code(),
                 reply_text: "NO_ROUTE".into(),
@@ -648,13 +658,16 @@ impl Connection {
         let mut last = 0;
         for m in b.messages {
             let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
+            let opts = PublishOptions {
+                deliver_at_ms: m.properties.deliver_at_ms,
+            };
             let msg = Message {
                 properties: props_in(m.properties),
                 body: m.body,
             };
             let p = self
                 .session
-                .publish(&b.exchange, rk, &msg)
+                .publish_with(&b.exchange, rk, &msg, &opts)
                 .inspect_err(|e| self.on_publish_error(e))?;
             last = p.seq;
             routes.push(
@@ -699,6 +712,16 @@ impl Connection {
         let cid = self.next_consumer;
         self.next_consumer += 1;
         let tag = format!("native-{cid}");
+        let filter = match (s.tags.is_empty(), s.sql.is_empty()) {
+            (true, true) => None,
+            (false, true) => Filter::tags(&s.tags)?,
+            (true, false) => Some(Filter::sql(&s.sql)?),
+            (false, false) => {
+                return Err(CoreError::Invalid(
+                    "give tags or an SQL selector, not both".into(),
+                ))
+            }
+        };
         let (_, partitions) = self
             .session
             .consume(ConsumeSpec {
@@ -710,6 +733,12 @@ impl Connection {
                 exclusive_partitions: s.exclusive_partitions,
                 tag: tag.clone(),
                 exclusive: false,
+                filter: filter.map(std::sync::Arc::new),
+                ordered: s.ordered,
+                broadcast: s.broadcast,
+                retry: s
+                    .retry
+                    .map(|r| RetryPolicy::new(r.max_attempts, r.backoff_ms, r.consume_timeout_ms)),
             })
             .await?;
         self.consumers.insert(cid, tag.clone());

@@ -113,6 +113,12 @@ impl CommitLog {
         segs.drain(..n).collect()
     }
 
+    /// Replaces every segment with `seg` (an empty log moved to start elsewhere); returns the
+    /// old ones.
+    pub(crate) fn replace_all(&self, seg: Segment) -> Vec<Segment> {
+        std::mem::replace(&mut *self.write_lock(), vec![seg])
+    }
+
     /// Drops every segment after the one containing `end` (used by recovery on a torn tail).
     pub(crate) fn cut_after(&self, end: u64) -> Vec<Segment> {
         let mut segs = self.write_lock();

@@ -179,6 +179,27 @@ impl ConsumeQueue {
         }
     }
 
+    /// Makes an empty consume queue start at `offset` instead of 0 (a slave whose first copy of
+    /// this queue's records starts mid-queue, because the master's older segments were removed
+    /// by retention). The entries below `offset` in its file are filled with entries pointing at
+    /// CommitLog offset 0, which is below such a log's start, so recovery skips them too.
+    /// Writer only.
+    pub(crate) fn start_at(&self, offset: u64) -> Result<()> {
+        let first = offset - offset % self.per_file;
+        let filler = CqEntry {
+            commitlog_offset: 0,
+            size: 0,
+            tag_hash: 0,
+            store_ts: 0,
+        };
+        for o in first..offset {
+            self.put(o, &filler)?;
+        }
+        self.min.store(offset, Ordering::Release);
+        self.end.store(offset, Ordering::Release);
+        Ok(())
+    }
+
     /// Writes entry `offset` (does not publish it). Writer or recovery only.
     pub(crate) fn put(&self, offset: u64, entry: &CqEntry) -> Result<()> {
         let f = match self.file_for(offset) {

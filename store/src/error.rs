@@ -64,6 +64,15 @@ pub enum StoreError {
     /// The configuration cannot work (for example a segment smaller than the minimum).
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// Replicated bytes do not continue this CommitLog where it ends, or are not whole valid
+    /// records (a slave refuses them; nothing is written past the last good record).
+    #[error("replication refused at commitlog offset {offset}: {reason}")]
+    Replica {
+        /// CommitLog offset of the refused bytes.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
     /// No record starts at the given CommitLog offset (it was never written, or was removed by
     /// retention).
     #[error("no record at commitlog offset {offset}")]

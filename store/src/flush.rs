@@ -79,7 +79,7 @@ impl FlushState {
         self.poisoned.load(Ordering::Acquire)
     }
 
-    fn advance(&self, to: u64) {
+    pub(crate) fn advance(&self, to: u64) {
         self.durable.fetch_max(to, Ordering::AcqRel);
         self.durable_changed.notify(usize::MAX);
     }

@@ -56,6 +56,7 @@ pub mod index;
 mod mapped;
 pub mod record;
 mod recovery;
+mod replica;
 mod store;
 mod writer;
 
@@ -64,5 +65,6 @@ pub use consume_queue::CqEntry;
 pub use error::{Result, StoreError};
 pub use index::{id_hash, key_hash};
 pub use record::{AppendRequest, QueueKey, Record, Target};
+pub use replica::{truncate_log, ReplicaGate};
 pub use store::{QueueMessage, ReadBatch, Store, StoreStats};
 pub use writer::Appended;

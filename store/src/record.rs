@@ -256,16 +256,16 @@ pub(crate) fn probe(rest: &[u8], commitlog_offset: u64, check_crc: bool) -> Prob
 
 /// Byte ranges of the variable parts inside a record, checked against its length.
 #[derive(Debug, Clone, Copy)]
-struct Layout {
-    targets: (usize, usize),
-    msg_id: (usize, usize),
-    keys: (usize, usize),
-    key_count: usize,
+pub(crate) struct Layout {
+    pub(crate) targets: (usize, usize),
+    pub(crate) msg_id: (usize, usize),
+    pub(crate) keys: (usize, usize),
+    pub(crate) key_count: usize,
     properties: (usize, usize),
     body: (usize, usize),
 }
 
-fn layout(rec: &[u8]) -> Option<Layout> {
+pub(crate) fn layout(rec: &[u8]) -> Option<Layout> {
     if rec.len() < HEADER_LEN {
         return None;
     }

@@ -14,7 +14,7 @@ use event_listener::{Event, Listener};
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::commitlog::{self, CommitLog, Segment};
 use crate::config::{FlushMode, StoreConfig};
-use crate::consume_queue::ConsumeQueue;
+use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::flush::{self, FlushState};
 use crate::index::{self, Index};
@@ -97,12 +97,14 @@ pub(crate) struct Inner {
     pub(crate) service: Event,
     disk_low: AtomicBool,
     disk_free: AtomicU64,
-    last_ts: AtomicI64,
+    pub(crate) last_ts: AtomicI64,
+    /// Sync replication: how far slaves have acknowledged.
+    pub(crate) replica: crate::replica::ReplicaGate,
     /// Held (flock) until close.
     lock_file: Mutex<Option<File>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -163,7 +165,7 @@ impl Inner {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -174,7 +176,7 @@ impl Inner {
     }
 
     /// Flushes consume queues and the index, then records the checkpoint.
-    fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         let dispatched = self.log.written();
         let last_ts = self.last_ts.load(Ordering::Acquire);
         for q in self.all_queues() {
@@ -204,6 +206,9 @@ impl Inner {
         // is still the next one.
         if self.log.segments().last().is_some_and(|s| s.end() == next) {
             *spare = Some(seg);
+        } else if self.log.segment_at(seg.base).is_none() {
+            // The log moved elsewhere meanwhile (a slave's `reset_start`): not a segment.
+            let _ = std::fs::remove_file(seg.file.path());
         }
         Ok(())
     }
@@ -262,7 +267,7 @@ impl Inner {
 /// Dropping the store closes it (see [`Store::close`]).
 #[derive(Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -309,6 +314,7 @@ impl Store {
             disk_low: AtomicBool::new(false),
             disk_free: AtomicU64::new(u64::MAX),
             last_ts: AtomicI64::new(rec.last_ts),
+            replica: crate::replica::ReplicaGate::default(),
             log: rec.log,
             cfg,
             lock_file: Mutex::new(Some(lock_file)),
@@ -359,6 +365,8 @@ impl Store {
         self.inner.check_writable()?;
         let a = w.append(&self.inner, req)?;
         self.inner.last_ts.store(a.store_ts, Ordering::Release);
+        drop(w);
+        self.inner.replica.grew.notify(usize::MAX);
         Ok(a)
     }
 
@@ -373,12 +381,18 @@ impl Store {
         for r in reqs {
             match w.append(&self.inner, r) {
                 Ok(a) => out.push(a),
-                Err(e) => return (out, Some(e)),
+                Err(e) => {
+                    drop(w);
+                    self.inner.replica.grew.notify(usize::MAX);
+                    return (out, Some(e));
+                }
             }
         }
         if let Some(a) = out.last() {
             self.inner.last_ts.store(a.store_ts, Ordering::Release);
         }
+        drop(w);
+        self.inner.replica.grew.notify(usize::MAX);
         (out, None)
     }
 
@@ -420,6 +434,25 @@ impl Store {
     /// # Errors
     /// [`StoreError::Corrupt`] if a stored entry or record fails its checks.
     pub fn read(&self, queue: QueueKey, from: u64, max: usize) -> Result<ReadBatch> {
+        self.read_where(queue, from, max, usize::MAX, |_| true)
+    }
+
+    /// Like [`Store::read`], but only records whose consume-queue entry passes `keep` are read
+    /// from the CommitLog (a filter on the tag hash never touches the records it rejects). At
+    /// most `scan` entries are examined, so a long run of rejected entries cannot stall the
+    /// caller: `next_offset` says how far the scan went, and every offset below it that is not
+    /// in `messages` was rejected (or removed by retention meanwhile).
+    ///
+    /// # Errors
+    /// As [`Store::read`].
+    pub fn read_where(
+        &self,
+        queue: QueueKey,
+        from: u64,
+        max: usize,
+        scan: usize,
+        keep: impl Fn(&CqEntry) -> bool,
+    ) -> Result<ReadBatch> {
         let Some(cq) = self.inner.queue(queue) else {
             return Ok(ReadBatch {
                 messages: Vec::new(),
@@ -435,8 +468,14 @@ impl Store {
         // One zero-copy owner per segment touched, shared by every record read from it.
         let mut seg: Option<(Segment, Bytes)> = None;
         let mut next = start;
-        while next < end && messages.len() < max {
+        let mut scanned = 0usize;
+        while next < end && messages.len() < max && scanned < scan {
             let Some(e) = cq.entry(next)? else { break };
+            scanned += 1;
+            if !keep(&e) {
+                next += 1;
+                continue;
+            }
             let off = e.commitlog_offset;
             if !seg
                 .as_ref()
@@ -465,6 +504,28 @@ impl Store {
             min_offset: min,
             end_offset: end,
         })
+    }
+
+    /// Up to `max` consume-queue entries of `queue` from queue offset `from` (or the oldest
+    /// still stored), with their queue offsets; the records themselves are not read.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if an entry fails its CRC.
+    pub fn entries(&self, queue: QueueKey, from: u64, max: usize) -> Result<Vec<(u64, CqEntry)>> {
+        let Some(cq) = self.inner.queue(queue) else {
+            return Ok(Vec::new());
+        };
+        let (min, end) = cq.range();
+        let start = from.max(min);
+        let stop = end.min(start.saturating_add(max as u64));
+        let mut out = Vec::with_capacity((stop - start) as usize);
+        for off in start..stop {
+            match cq.entry(off)? {
+                Some(e) => out.push((off, e)),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The record starting at CommitLog offset `offset`.

@@ -49,6 +49,8 @@ pub(crate) struct Writer {
     pub(crate) cqs: HashMap<QueueKey, Arc<ConsumeQueue>>,
     meta: Vec<u8>,
     queues: SmallVec<[Arc<ConsumeQueue>; 2]>,
+    /// Queues a replicated record was dispatched to, with their new ends (see `replica`).
+    pub(crate) cqs_touched: SmallVec<[(Arc<ConsumeQueue>, u64); 2]>,
 }
 
 impl Writer {
@@ -65,10 +67,11 @@ impl Writer {
             cqs,
             meta: Vec::with_capacity(256),
             queues: SmallVec::new(),
+            cqs_touched: SmallVec::new(),
         }
     }
 
-    fn queue(&mut self, inner: &Inner, key: QueueKey) -> Result<Arc<ConsumeQueue>> {
+    pub(crate) fn queue(&mut self, inner: &Inner, key: QueueKey) -> Result<Arc<ConsumeQueue>> {
         if let Some(q) = self.cqs.get(&key) {
             return Ok(Arc::clone(q));
         }
@@ -165,7 +168,7 @@ impl Writer {
 
     /// Pads the active segment with a blank record and moves to the next segment, taking the
     /// preallocated one if it is ready.
-    fn roll(&mut self, inner: &Inner) -> Result<()> {
+    pub(crate) fn roll(&mut self, inner: &Inner) -> Result<()> {
         let len = self.active.file.len();
         let rest = len - self.pos;
         if rest >= record::BLANK_MIN {

@@ -389,3 +389,36 @@ fn empty_targets_and_batches() {
         Err(StoreError::Corrupt { .. } | StoreError::NoRecord { .. })
     ));
 }
+
+#[test]
+fn a_filtered_read_skips_rejected_entries_and_bounds_its_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::tiny(dir.path())).unwrap();
+    for i in 0..100u64 {
+        append(&store, &[Q], i % 10, 16); // tag hash = i % 10
+    }
+    let b = store
+        .read_where(Q, 0, 1000, usize::MAX, |e| e.tag_hash == 3)
+        .unwrap();
+    let offsets: Vec<u64> = b.messages.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, (0..10).map(|k| k * 10 + 3).collect::<Vec<_>>());
+    assert!(b.messages.iter().all(|m| m.record.tag_hash == 3));
+    assert_eq!(b.next_offset, 100);
+    // A bounded scan stops early and says where.
+    let b = store
+        .read_where(Q, 0, 1000, 25, |e| e.tag_hash == 7)
+        .unwrap();
+    assert_eq!(b.next_offset, 25);
+    assert_eq!(b.messages.len(), 2);
+    // Entries alone, without the records.
+    let e = store.entries(Q, 95, 10).unwrap();
+    assert_eq!(
+        e.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        vec![95, 96, 97, 98, 99]
+    );
+    assert_eq!(e[0].1.tag_hash, 5);
+    assert!(store
+        .entries(QueueKey::new(9, 0), 0, 10)
+        .unwrap()
+        .is_empty());
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod cluster;
 pub mod mqtt;
 pub mod python;
 pub mod stomp;

@@ -188,6 +188,9 @@ messages! {
     QueryOffset(QueryOffset) = 0x42, Client;
     /// `0x43` server -> client: the offset found ([`Offset`]).
     Offset(Offset) = 0x43, Server;
+    /// `0x46` client -> server: move a dead-letter queue's messages back to their group's
+    /// retry queue ([`Redrive`]); answered by `Deleted` (the number moved).
+    Redrive(Redrive) = 0x46, Client;
 }
 
 impl From<Opcode> for u8 {
@@ -228,6 +231,7 @@ from_payloads! {
     Nack => Nack, SetPrefetch => SetPrefetch, Deliver => Deliver, Assignment => Assignment,
     Cancelled => Cancelled,
     Pull => Pull, Pulled => Pulled, QueryOffset => QueryOffset, Offset => Offset,
+    Redrive => Redrive,
 }
 
 #[cfg(test)]
@@ -236,7 +240,7 @@ mod tests {
 
     #[test]
     fn opcode_table_is_sorted_and_round_trips() {
-        assert_eq!(Opcode::ALL.len(), 35);
+        assert_eq!(Opcode::ALL.len(), 36);
         for pair in Opcode::ALL.windows(2) {
             assert!(pair[0] < pair[1]);
         }

@@ -88,6 +88,7 @@
 //! | `0x41` | `Pulled`          | S    | [`Pulled`]          | |
 //! | `0x42` | `QueryOffset`     | C    | [`QueryOffset`]     | `Offset` |
 //! | `0x43` | `Offset`          | S    | [`Offset`]          | |
+//! | `0x46` | `Redrive`         | C    | [`Redrive`]         | `Deleted` (messages moved) |
 //!
 //! Any request may instead be answered by `Error`. Opcode `0x00` and every byte not listed
 //! are invalid ([`DecodeError::UnknownOpcode`]). [`Opcode::origin`] tells who may send each.

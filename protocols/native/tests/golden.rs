@@ -178,6 +178,7 @@ fn subscribe_with_a_start_offset() {
             no_ack: false,
             start: StartPosition::Offset(5),
             exclusive_partitions: true,
+            ..Subscribe::default()
         },
     );
     let wire = cat(&[

@@ -107,6 +107,23 @@ impl Actor {
         Ok(())
     }
 
+    /// Idle groups take the cursors saved in the offsets file (a slave: the master's offsets
+    /// were just copied there); groups with members or deliveries in flight keep theirs.
+    pub(super) fn reload_offsets(&mut self) {
+        let saved: std::collections::HashMap<String, Vec<super::SavedCursor>> =
+            std::fs::read(&self.offsets_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+        for (name, cursors) in saved {
+            if self.groups.contains_key(&name) && self.idle_group(&name).is_err() {
+                continue;
+            }
+            self.groups.remove(&name);
+            self.group_with(&name, StartFrom::Committed, Some(&cursors));
+        }
+    }
+
     /// Deletes an idle named group (the default group cannot be deleted).
     pub(super) fn delete_group(&mut self, name: &str) -> CoreResult<()> {
         if name.is_empty() {
@@ -125,6 +142,7 @@ fn reset_cursor(c: &mut Cursor, target: u64) {
     c.delivered_before = c.delivered_before.max(c.next_read);
     c.committed = target;
     c.next_read = target;
+    c.scanned_to = target;
     c.settled.clear();
     c.redeliver.clear();
     c.buffer.clear();

@@ -238,7 +238,7 @@ impl Channel {
         let rk = c.method.routing_key.as_str();
         match self.session.publish(exchange, rk, &msg) {
             Ok(p) => {
-                if c.method.mandatory && p.routed.is_empty() {
+                if c.method.mandatory && p.unroutable() {
                     self.send_return(&c);
                 }
                 self.ctx.inflight.fetch_add(1, Ordering::AcqRel);

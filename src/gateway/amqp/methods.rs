@@ -307,6 +307,13 @@ impl Channel {
                 (group, start)
             }
         };
+        // `x-selector` (SQL92) or `x-stream-filter` (tags) consume arguments.
+        let filter = crate::core::filter::Filter::from_args(|k| {
+            c.arguments
+                .inner()
+                .get(&ShortString::from(k))
+                .map(super::mapping::value_in)
+        })?;
         let (tag, _) = self
             .session
             .consume(ConsumeSpec {
@@ -318,6 +325,8 @@ impl Channel {
                 exclusive_partitions: false,
                 tag,
                 exclusive: c.exclusive,
+                filter: filter.map(std::sync::Arc::new),
+                ..ConsumeSpec::default()
             })
             .await?;
         self.consumers.push(tag.to_string());

@@ -734,7 +734,7 @@ where
             Ok(pd) => {
                 self.last_seq = pd.seq;
                 if p.qos != QoS::AtMostOnce {
-                    let reason = if pd.routed.is_empty() && !p.retain {
+                    let reason = if pd.unroutable() && !p.retain {
                         ReasonCode::NO_MATCHING_SUBSCRIBERS
                     } else {
                         ReasonCode::SUCCESS

@@ -110,6 +110,7 @@ fn consume_spec(queue: String, tag: String, window: u16) -> ConsumeSpec {
         exclusive_partitions: false,
         tag,
         exclusive: false,
+        ..ConsumeSpec::default()
     }
 }
 

@@ -144,6 +144,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let tag: Arc<str> = Arc::from(format!("s:{id}"));
+        // `selector` (ActiveMQ's SQL92 selector) or `x-stream-filter` (tags).
+        let filter = crate::core::filter::Filter::from_args(|k| {
+            f.header(k).map(|v| crate::core::Value::Str(v.to_string()))
+        })
+        .map_err(|e| StompError::new("invalid selector", e.to_string()))?;
         // `x-stream-offset` (as RabbitMQ streams): replay the queue from there in a consumer
         // group of this subscription's own.
         let (group, start) = match f.header("x-stream-offset") {
@@ -180,6 +185,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 exclusive_partitions: false,
                 tag: tag.to_string(),
                 exclusive: false,
+                filter: filter.map(Arc::new),
+                ..ConsumeSpec::default()
             })
             .await?;
         self.sub_tags.insert(id.clone(), Arc::clone(&tag));
@@ -258,6 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 exclusive_partitions: false,
                 tag: tag.to_string(),
                 exclusive: false,
+                ..ConsumeSpec::default()
             })
             .await?;
         self.subs.insert(

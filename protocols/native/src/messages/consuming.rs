@@ -58,6 +58,10 @@ impl Wire for StartPosition {
 
 /// Client -> server: start consuming a queue as a member of a consumer group. Answered by
 /// [`Subscribed`]; messages then arrive as [`Deliver`] pushes.
+///
+/// The fields after `exclusive_partitions` are an extension: they are sent (all of them, in
+/// order) only when one of them differs from its default, and a payload that ends after
+/// `exclusive_partitions` means defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscribe {
     /// Queue name.
@@ -73,6 +77,70 @@ pub struct Subscribe {
     /// Each partition goes to one consumer of the group at a time (ordered consumption, with
     /// [`Assignment`] pushes on rebalance) instead of all consumers sharing all partitions.
     pub exclusive_partitions: bool,
+    /// Extension: only messages with one of these tags (`a || b`; empty or `*` = every
+    /// message), filtered on the broker from the consume-queue entry.
+    pub tags: String,
+    /// Extension: an SQL92 selector over the message's headers (empty = none). At most one of
+    /// `tags` and `sql` may be set.
+    pub sql: String,
+    /// Extension: ordered consumption: partitions assigned to members, and a partition's next
+    /// message only after the previous one is settled.
+    pub ordered: bool,
+    /// Extension: broadcast: every member of the group gets every message, with offsets kept
+    /// per member (by client id).
+    pub broadcast: bool,
+    /// Extension: retry with back-off and a dead-letter queue for this group.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// How a consumer group retries a message it failed to process: a `Nack` with requeue (or no
+/// settle within `consume_timeout_ms`) schedules a redelivery after the next back-off step;
+/// after `max_attempts` deliveries the message goes to the group's dead-letter queue.
+///
+/// Encoded as `max_attempts: u32`, `backoff_ms: list<u64>`, `consume_timeout_ms: u64`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries before the message is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// Wait before each redelivery: the n-th retry waits `backoff_ms[n - 1]` (the last value
+    /// repeats). Empty = the broker's default.
+    pub backoff_ms: Vec<u64>,
+    /// A delivery not settled within this long counts as failed; 0 = never.
+    pub consume_timeout_ms: u64,
+}
+
+impl Wire for RetryPolicy {
+    const MIN_LEN: usize = 4 + 4 + 8;
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u32(self.max_attempts);
+        w.list("RetryPolicy.backoff_ms", &self.backoff_ms, |w, v| {
+            w.u64(*v);
+            Ok(())
+        })?;
+        w.u64(self.consume_timeout_ms);
+        Ok(())
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(RetryPolicy {
+            max_attempts: r.u32("RetryPolicy.max_attempts")?,
+            backoff_ms: r.list("RetryPolicy.backoff_ms", 8, |r| {
+                r.u64("RetryPolicy.backoff_ms")
+            })?,
+            consume_timeout_ms: r.u64("RetryPolicy.consume_timeout_ms")?,
+        })
+    }
+}
+
+impl Subscribe {
+    fn has_extension(&self) -> bool {
+        !self.tags.is_empty()
+            || !self.sql.is_empty()
+            || self.ordered
+            || self.broadcast
+            || self.retry.is_some()
+    }
 }
 
 impl Wire for Subscribe {
@@ -85,18 +153,73 @@ impl Wire for Subscribe {
         w.bool(self.no_ack);
         self.start.put(w)?;
         w.bool(self.exclusive_partitions);
+        if self.has_extension() {
+            w.str("Subscribe.tags", &self.tags)?;
+            w.str("Subscribe.sql", &self.sql)?;
+            w.bool(self.ordered);
+            w.bool(self.broadcast);
+            w.opt(self.retry.as_ref(), |w, r| r.put(w))?;
+        }
         Ok(())
     }
 
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Subscribe {
+        let mut s = Subscribe {
             queue: r.str("Subscribe.queue")?,
             group: r.str("Subscribe.group")?,
             prefetch: r.u32("Subscribe.prefetch")?,
             no_ack: r.bool("Subscribe.no_ack")?,
             start: StartPosition::get(r)?,
             exclusive_partitions: r.bool("Subscribe.exclusive_partitions")?,
-        })
+            ..Subscribe::default()
+        };
+        if r.remaining() > 0 {
+            s.tags = r.str("Subscribe.tags")?;
+            s.sql = r.str("Subscribe.sql")?;
+            s.ordered = r.bool("Subscribe.ordered")?;
+            s.broadcast = r.bool("Subscribe.broadcast")?;
+            s.retry = r.opt("Subscribe.retry", RetryPolicy::get)?;
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod extension_tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn round_trip(s: &Subscribe) -> (usize, Subscribe) {
+        let mut out = BytesMut::new();
+        s.put(&mut Writer::new(&mut out)).unwrap();
+        let len = out.len();
+        let mut r = Reader::new(out.freeze());
+        let back = Subscribe::get(&mut r).unwrap();
+        assert_eq!(r.remaining(), 0);
+        (len, back)
+    }
+
+    #[test]
+    fn the_extension_is_sent_only_when_used() {
+        let plain = Subscribe {
+            queue: "q".into(),
+            ..Subscribe::default()
+        };
+        let (short, back) = round_trip(&plain);
+        assert_eq!(back, plain);
+        let full = Subscribe {
+            tags: "a || b".into(),
+            ordered: true,
+            retry: Some(RetryPolicy {
+                max_attempts: 3,
+                backoff_ms: vec![1000, 5000],
+                consume_timeout_ms: 30_000,
+            }),
+            ..plain
+        };
+        let (long, back) = round_trip(&full);
+        assert_eq!(back, full);
+        assert!(long > short);
     }
 }
 

@@ -2,14 +2,16 @@
 
 mod connection;
 mod consuming;
+mod messaging;
 mod publishing;
 mod topology;
 
 pub use connection::{Close, ErrorResponse, Hello, Welcome};
 pub use consuming::{
     Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
-    SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
+    RetryPolicy, SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
 };
+pub use messaging::Redrive;
 pub use publishing::{
     BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
 };

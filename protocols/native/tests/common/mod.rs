@@ -294,15 +294,31 @@ pub fn body() -> impl Strategy<Value = Body> {
             .prop_map(|(blocked, reason)| Body::Flow(Flow { blocked, reason }))
             .boxed(),
         (
-            string(),
-            string(),
-            any::<u32>(),
-            any::<bool>(),
-            start_position(),
-            any::<bool>(),
+            (
+                string(),
+                string(),
+                any::<u32>(),
+                any::<bool>(),
+                start_position(),
+                any::<bool>(),
+            ),
+            (
+                string(),
+                string(),
+                any::<bool>(),
+                any::<bool>(),
+                proptest::option::of((
+                    any::<u32>(),
+                    proptest::collection::vec(any::<u64>(), 0..4),
+                    any::<u64>(),
+                )),
+            ),
         )
             .prop_map(
-                |(queue, group, prefetch, no_ack, start, exclusive_partitions)| {
+                |(
+                    (queue, group, prefetch, no_ack, start, exclusive_partitions),
+                    (tags, sql, ordered, broadcast, retry),
+                )| {
                     Body::Subscribe(Subscribe {
                         queue,
                         group,
@@ -310,6 +326,17 @@ pub fn body() -> impl Strategy<Value = Body> {
                         no_ack,
                         start,
                         exclusive_partitions,
+                        tags,
+                        sql,
+                        ordered,
+                        broadcast,
+                        retry: retry.map(|(max_attempts, backoff_ms, consume_timeout_ms)| {
+                            junction_native::RetryPolicy {
+                                max_attempts,
+                                backoff_ms,
+                                consume_timeout_ms,
+                            }
+                        }),
                     })
                 },
             )
@@ -452,6 +479,9 @@ pub fn body() -> impl Strategy<Value = Body> {
             .boxed(),
         any::<u64>()
             .prop_map(|offset| Body::Offset(Offset { offset }))
+            .boxed(),
+        (string(), any::<u64>())
+            .prop_map(|(queue, max)| Body::Redrive(Redrive { queue, max }))
             .boxed(),
     ];
     assert_eq!(arms.len(), Opcode::ALL.len(), "one strategy per opcode");
