@@ -445,6 +445,50 @@ async fn connection_channel_and_queue_limits_are_enforced() {
         .await
         .expect("a free slot again");
 
+    // A vhost limit counts the connections of every user to the vhost.
+    api(&b, "PUT", "/api/vhosts/limited", serde_json::json!({}));
+    for u in ["other", "another"] {
+        user(&b, u, "", "", "");
+        api(
+            &b,
+            "PUT",
+            &format!("/api/permissions/limited/{u}"),
+            serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+        );
+    }
+    api(
+        &b,
+        "PUT",
+        "/api/vhost-limits/limited/max-connections",
+        serde_json::json!({"value": 1}),
+    );
+    let to_limited = |u: &str| {
+        let uri = format!("amqp://{u}:pw@{}/limited", b.amqp);
+        async move {
+            tokio::time::timeout(
+                WAIT,
+                Connection::connect(&uri, ConnectionProperties::default()),
+            )
+            .await
+            .expect("AMQP answer in time")
+        }
+    };
+    let held = to_limited("other")
+        .await
+        .expect("the vhost's first connection");
+    let e = to_limited("another").await.unwrap_err();
+    assert_eq!(amqp_code(&e), Some(530), "{e}");
+    assert!(
+        e.to_string()
+            .contains("connection limit (1) of vhost 'limited'"),
+        "{e}"
+    );
+    let mut o = ClientOptions::new(b.native.to_string()).credentials("another", "pw");
+    o.vhost = "limited".into();
+    let e = refused(Client::connect(o).await);
+    assert_eq!(native_code(&e), Some(ErrorCode::ResourceError), "{e}");
+    drop(held);
+
     // Channels: at most 2 for this user, over all its connections.
     user(&b, "chan", ".*", ".*", ".*");
     api(

@@ -283,6 +283,8 @@ pub async fn serve(
         tracing::debug!("session open");
         c.run(heartbeat, shutdown).await;
         c.session.close().await;
+        // A clean end of the stream (TLS: close_notify), bounded for a client that reads nothing.
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.conn.stream.shutdown()).await;
         tracing::debug!("session closed");
     }
     .instrument(span)

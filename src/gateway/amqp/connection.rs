@@ -505,11 +505,15 @@ impl Connection {
     /// connection's own session (its exclusive queues are deleted).
     async fn finish(self) {
         let Connection {
+            mut conn,
             channels,
             tasks,
             root,
             ..
         } = self;
+        // A clean end of the stream (TLS: close_notify), bounded for a client that reads
+        // nothing.
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
         drop(channels);
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
