@@ -56,8 +56,8 @@ async fn main() -> anyhow::Result<()> {
         Protocol::Amqp(a) => a.workload(),
         Protocol::Stomp(a) => a.workload(),
     };
-    if w.size < 24 {
-        bail!("--size must be at least 24 (producer id, sequence and timestamp)");
+    if w.size < 24 && w.consumers > 0 {
+        bail!("--size must be at least 24 when consumed (producer id, sequence and timestamp)");
     }
     let secs = w.deadline;
     let run = async move {
