@@ -19,7 +19,6 @@ data=${keep:-$(mktemp -d -p /work backlog.XXXXXX)}
 # BIN: where junction and junction-bench are (default: build them into target/release).
 bin=${BIN:-}
 if [ -z "$bin" ]; then cargo build --release -q -p junction -p junction-bench; bin=./target/release; fi
-port=5698
 log="$data.log"
 cleanup() { kill "$broker" 2>/dev/null || true; [ -n "$keep" ] || rm -rf "$data" "$log"; }
 trap cleanup EXIT
@@ -28,13 +27,20 @@ start() {
   JUNCTION_STORE_FLUSH=async JUNCTION_STORE_SEGMENT_SIZE=1073741824 RUST_LOG=warn \
   JUNCTION_AMQP_ENABLED=false JUNCTION_MQTT_ENABLED=false JUNCTION_MQTT_WS_ENABLED=false \
   JUNCTION_STOMP_ENABLED=false JUNCTION_STOMP_WS_ENABLED=false JUNCTION_HTTP_ENABLED=false \
-    "$bin"/junction serve --data-dir "$data" --native-listen 127.0.0.1:$port >"$log" 2>&1 &
+    "$bin"/junction serve --data-dir "$data" --native-listen 127.0.0.1:0 >"$log" 2>&1 &
   broker=$!
-  for _ in $(seq 6000); do grep -q "junction: ready" "$log" 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 6000); do
+    if grep -q "junction: ready" "$log" 2>/dev/null; then
+      addr=$(grep -o "native listening on [0-9.:]*" "$log" | tail -1 | cut -d' ' -f4)
+      return
+    fi
+    kill -0 "$broker" 2>/dev/null || break
+    sleep 0.1
+  done
   echo "broker did not start" >&2; cat "$log" >&2; exit 1
 }
 stop() { kill -TERM "$broker"; wait "$broker" || true; }
-bench() { "$bin"/junction-bench native --addr 127.0.0.1:$port --deadline 7200 "$@" 2>/dev/null | tail -1; }
+bench() { "$bin"/junction-bench native --addr "$addr" --deadline 7200 "$@" 2>/dev/null | tail -1; }
 measure() { # $1 = label
   for run in 1 2; do
     echo "$1 run $run: $(bench --queue fresh --size 100 --count "$fresh" --batch 100 --window 16)"

@@ -109,7 +109,7 @@ async fn wildcards_dollar_topics_and_overlapping_subscriptions() {
 #[tokio::test]
 async fn retained_messages_set_replace_clear() {
     let b = TestBroker::start();
-    let p = V4::connect(b.mqtt, "p").await;
+    let mut p = V4::connect(b.mqtt, "p").await;
     p.client
         .publish("home/door", QoS::AtLeastOnce, true, "open")
         .await
@@ -131,7 +131,16 @@ async fn retained_messages_set_replace_clear() {
         .publish("home/window", QoS::AtLeastOnce, true, "")
         .await
         .unwrap();
-    // Wait for the publisher's acknowledgements so the set is complete.
+    // Wait for the publisher's acknowledgements (four QoS 1 publishes; the QoS 0 one went out
+    // before the last of them) so the set is complete.
+    let mut acked = 0;
+    p.until(|pkt| {
+        if matches!(pkt, rumqttc::Packet::PubAck(_)) {
+            acked += 1;
+        }
+        (acked == 4).then_some(())
+    })
+    .await;
     let mut probe = V4::connect(b.mqtt, "probe").await;
     probe.subscribe("home/door", QoS::AtLeastOnce).await;
     let first = probe.publish().await;

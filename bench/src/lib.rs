@@ -76,8 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         Protocol::Mqtt(a) => Some(a.workload()),
         Protocol::Idle(_) => None,
     };
-    if w.is_some_and(|w| w.size < 24) {
-        bail!("--size must be at least 24 (producer id, sequence and timestamp)");
+    if w.is_some_and(|w| w.size < 24 && w.consumers > 0) {
+        bail!("--size must be at least 24 when consumed (producer id, sequence and timestamp)");
     }
     let secs = match &p {
         Protocol::Idle(a) => a.deadline,
