@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(junction::server::run(cfg, shutdown_signal()))
+            rt.block_on(async { junction::server::run(cfg, shutdown_signal()).await })
         }
         Command::Namesrv {
             listen,
@@ -122,9 +122,9 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(async {
                 let stop = tokio_util::sync::CancellationToken::new();
-                let s = stop.clone();
+                let (s, signal) = (stop.clone(), shutdown_signal());
                 tokio::spawn(async move {
-                    shutdown_signal().await;
+                    signal.await;
                     s.cancel();
                 });
                 junction::cluster::namesrv::run(
@@ -153,9 +153,9 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(async {
                 let stop = tokio_util::sync::CancellationToken::new();
-                let s = stop.clone();
+                let (s, signal) = (stop.clone(), shutdown_signal());
                 tokio::spawn(async move {
-                    shutdown_signal().await;
+                    signal.await;
                     s.cancel();
                 });
                 junction::cluster::controller::run(
@@ -172,18 +172,26 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (inside the
+/// runtime), not when the future is first polled: a signal that arrives while the broker is
+/// still starting (or just after it printed `junction: ready`) is a clean shutdown, not the
+/// default action that kills the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
 }
