@@ -111,7 +111,12 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async { junction::server::run(cfg, shutdown_signal()).await })
+            rt.block_on(async {
+                // Registered before the listeners open: a signal that arrives right after
+                // `junction: ready` must stop the broker cleanly, not kill it.
+                let shutdown = shutdown_signal()?;
+                junction::server::run(cfg, shutdown).await
+            })
         }
         Command::Namesrv {
             listen,
@@ -122,7 +127,8 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(async {
                 let stop = tokio_util::sync::CancellationToken::new();
-                let (s, signal) = (stop.clone(), shutdown_signal());
+                let s = stop.clone();
+                let signal = shutdown_signal()?;
                 tokio::spawn(async move {
                     signal.await;
                     s.cancel();
@@ -153,7 +159,8 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(async {
                 let stop = tokio_util::sync::CancellationToken::new();
-                let (s, signal) = (stop.clone(), shutdown_signal());
+                let s = stop.clone();
+                let signal = shutdown_signal()?;
                 tokio::spawn(async move {
                     signal.await;
                     s.cancel();
@@ -172,26 +179,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (inside the
-/// runtime), not when the future is first polled: a signal that arrives while the broker is
-/// still starting (or just after it printed `junction: ready`) is a clean shutdown, not the
-/// default action that kills the process.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// A future that resolves on SIGINT or SIGTERM; the handlers are installed when it is made.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
-            match s {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            () = wait(term) => {}
-            () = wait(int) => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    }
+    })
 }

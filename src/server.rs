@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::core::{Broker, CoreConfig};
 use crate::gateway;
+use crate::gateway::metered::Metered;
 use crate::tls::{self, Stream};
 
 /// Runs the broker until `shutdown` completes.
@@ -86,6 +87,7 @@ async fn run_once(
     );
     core.memory_high_watermark = cfg.limits.memory_high_watermark;
     core.keep_unknown_queues = cfg.cluster.enabled;
+    core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;
@@ -98,6 +100,9 @@ async fn run_once(
         tracker: tracker.clone(),
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
         bound: Vec::new(),
+        meters: Arc::default(),
+        write_timeout: (cfg.limits.write_timeout_ms > 0)
+            .then(|| Duration::from_millis(cfg.limits.write_timeout_ms)),
     };
     let wants_tls = cfg.native.tls_enabled
         || cfg.amqp.tls_enabled
@@ -320,6 +325,7 @@ async fn run_once(
             https,
             broker.clone(),
             all,
+            Arc::clone(&net.meters),
             stop.clone(),
         ));
     }
@@ -379,6 +385,10 @@ struct Net {
     tracker: TaskTracker,
     slots: Arc<Semaphore>,
     bound: Vec<(&'static str, SocketAddr)>,
+    /// Bytes in and out per listener.
+    meters: Arc<gateway::metered::Meters>,
+    /// The slow-consumer cut-off of every connection.
+    write_timeout: Option<Duration>,
 }
 
 impl Net {
@@ -400,14 +410,16 @@ impl Net {
         serve: F,
     ) -> anyhow::Result<()>
     where
-        F: Fn(Stream, SocketAddr, tls::Peer, Broker, CancellationToken) -> Fut
+        F: Fn(Metered<Stream>, SocketAddr, tls::Peer, Broker, CancellationToken) -> Fut
             + Send
             + Sync
             + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let listener = self.bind(name, addr).await?;
+        let traffic = self.meters.listener(name);
         let serve = Arc::new(serve);
+        let write_timeout = self.write_timeout;
         let (broker, stop, tracker, slots) = (
             self.broker.clone(),
             self.stop.clone(),
@@ -421,16 +433,17 @@ impl Net {
             stop.clone(),
             tracker,
             move |tcp, peer| {
-                let (serve, tls, broker, stop) = (
+                let (serve, tls, broker, stop, traffic) = (
                     Arc::clone(&serve),
                     tls.clone(),
                     broker.clone(),
                     stop.clone(),
+                    Arc::clone(&traffic),
                 );
                 async move {
                     let _ = tcp.set_nodelay(true);
                     let (stream, who) = match tls {
-                        None => (Stream::Plain(tcp), tls::Peer::default()),
+                        None => (Stream::plain(tcp), tls::Peer::default()),
                         Some(acceptor) => match acceptor.accept(tcp).await {
                             Ok(x) => x,
                             Err(e) => {
@@ -439,7 +452,8 @@ impl Net {
                             }
                         },
                     };
-                    serve(stream, peer, who, broker, stop).await
+                    let stream = stream.with_write_timeout(write_timeout);
+                    serve(Metered::new(stream, traffic), peer, who, broker, stop).await
                 }
             },
         ));

@@ -3,8 +3,9 @@
 //!
 //! The real broker on port 0, the page signed in with a wrong and then the right password, a
 //! queue's numbers watched while an AMQP client publishes (they must change on the page by
-//! themselves), a connection closed with the page's button, and a screenshot checked to be a
-//! real PNG of the window's size.
+//! themselves, in its text and in a picture of the depth cell), the overview's figures and
+//! chart, a connection closed with the page's button, and a screenshot of the page checked to
+//! be a real PNG of the viewport's size.
 
 mod common;
 
@@ -228,7 +229,6 @@ async fn dashboard_shows_live_numbers_in_chromium() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
-    let queue = declare(&ch, "dashboard.orders").await;
 
     // The page needs no credentials to load; the API refuses a wrong password.
     c.goto(&format!("{base}/dashboard")).await.expect("open");
@@ -290,19 +290,47 @@ async fn dashboard_shows_live_numbers_in_chromium() {
         "credentials kept for the tab"
     );
 
-    // The queues view shows the empty queue, then its depth and rate change as messages are
-    // published, without any reload.
+    // The queues view lists no queue, then the new empty one, then its depth and rate change
+    // as messages are published, without any reload.
     c.goto(&format!("{base}/dashboard#queues"))
         .await
         .expect("queues");
+    until(
+        &c,
+        "an empty queue list",
+        "const t = document.querySelector('#queues td.empty'); return t && t.offsetParent !== null ? t.textContent : null",
+        Value::Null,
+    )
+    .await;
+    let queue = declare(&ch, "dashboard.orders").await;
     let before = until(&c, "the queue's row", QUEUE_ROW, json!({"name": queue})).await;
     assert_eq!(count(&before["messages"]), 0, "{before}");
     assert_eq!(rate(&before["publish_rate"]), 0.0, "{before}");
     let read_queue = format!(
         "const r = (() => {{ {QUEUE_ROW} }})(); return r && {{ depth: r.messages, rate: r.publish_rate }};"
     );
+    let depth_cell = format!(r#"#queues tr[data-name="{queue}"] td[data-field="messages"]"#);
+    let cell_shot = |c: Client, css: String| async move {
+        let png = c
+            .find(Locator::Css(&css))
+            .await
+            .expect("the cell")
+            .screenshot()
+            .await
+            .expect("element screenshot");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+        png
+    };
+    let shot_before = cell_shot(c.clone(), depth_cell.clone()).await;
+    // (A picture of an unchanged cell is the same picture: what differs later is the number.)
+    assert_eq!(cell_shot(c.clone(), depth_cell.clone()).await, shot_before);
     let (depth, seen) = publish_until_seen(&c, &ch, &queue, 0, &read_queue).await;
     assert!(depth >= BATCH, "{seen}");
+    // The pixels changed too: a picture of the depth cell shows another number.
+    let shot_after = cell_shot(c.clone(), depth_cell).await;
+    std::fs::write(tmp.path().join("depth-before.png"), &shot_before).expect("write");
+    std::fs::write(tmp.path().join("depth-after.png"), &shot_after).expect("write");
+    assert_ne!(shot_before, shot_after, "the depth cell looks the same");
 
     // The overview: the totals and the rate chart's figures follow too.
     c.find(Locator::Css(r#".sidebar a[data-view="overview"]"#))

@@ -1,19 +1,21 @@
 //! Prometheus `/metrics` (OpenMetrics text, `prometheus-client`'s typed families).
 //!
 //! Built at scrape time from the core's counters (relaxed atomics bumped on the message path),
-//! each queue's live counts, the connection registry and the store's figures: nothing is
-//! recorded for Prometheus on the message path itself. Unauthenticated, as Prometheus expects;
-//! the listener is loopback-only by default.
+//! each queue's live counts, the connection registry, the listeners' byte counters and the
+//! store's figures and latency histograms: nothing is recorded for Prometheus on the message
+//! path itself. Unauthenticated, as Prometheus expects; the listener is loopback-only by
+//! default.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 use super::error::ApiError;
 use super::AppState;
@@ -39,6 +41,31 @@ struct VhostLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
     protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+/// A histogram whose buckets the store already counted: `prometheus-client`'s own `Histogram`
+/// can only be fed observations, so this encodes the store's counts as one.
+#[derive(Debug)]
+struct Counted(junction_store::LatencySnapshot);
+
+impl EncodeMetric for Counted {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(
+            self.0.sum_seconds,
+            self.0.count(),
+            &self.0.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,6 +239,49 @@ async fn collect(st: &AppState) -> Registry {
     }
     reg.register("connections", "Open client connections", conns);
 
+    let by_published = Family::<ProtocolLabels, Counter>::default();
+    let by_delivered = Family::<ProtocolLabels, Counter>::default();
+    // A protocol shows from its first connection on.
+    for (p, published, delivered) in b.protocol_counters() {
+        let l = ProtocolLabels {
+            protocol: p.to_string(),
+        };
+        by_published.get_or_create(&l).inc_by(published);
+        by_delivered.get_or_create(&l).inc_by(delivered);
+    }
+    reg.register(
+        "protocol_messages_published",
+        "Messages published by client connections of the protocol (accepted)",
+        by_published,
+    );
+    reg.register(
+        "protocol_messages_delivered",
+        "Messages delivered to client connections of the protocol",
+        by_delivered,
+    );
+
+    let received = Family::<ListenerLabels, Counter>::default();
+    let sent = Family::<ListenerLabels, Counter>::default();
+    for (name, bytes_in, bytes_out) in st.meters.snapshot() {
+        let l = ListenerLabels {
+            listener: name.to_string(),
+        };
+        received.get_or_create(&l).inc_by(bytes_in);
+        sent.get_or_create(&l).inc_by(bytes_out);
+    }
+    reg.register_with_unit(
+        "listener_received",
+        "Bytes read from the listener's client connections",
+        Unit::Bytes,
+        received,
+    );
+    reg.register_with_unit(
+        "listener_sent",
+        "Bytes written to the listener's client connections",
+        Unit::Bytes,
+        sent,
+    );
+
     let alarms = Family::<AlarmLabels, Gauge>::default();
     for (name, on) in [
         ("memory", b.memory_alarm()),
@@ -261,6 +331,22 @@ async fn collect(st: &AppState) -> Registry {
         "segments",
         "CommitLog segment files",
         i64::try_from(s.segments).unwrap_or(i64::MAX),
+    );
+    let l = b.store().latencies();
+    store.register_with_unit(
+        "append_latency",
+        format!(
+            "CommitLog append time, writer lock wait included (one append in {} is timed)",
+            junction_store::APPEND_SAMPLE_EVERY
+        ),
+        Unit::Seconds,
+        Counted(l.append),
+    );
+    store.register_with_unit(
+        "flush_latency",
+        "CommitLog flush time: one fsync round of the flusher (group commit)",
+        Unit::Seconds,
+        Counted(l.flush),
     );
     reg
 }

@@ -72,6 +72,8 @@ impl CloseSignal {
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     map: Mutex<BTreeMap<u64, Arc<ConnEntry>>>,
+    /// Messages published and delivered by connections that have closed, by protocol.
+    closed: Mutex<BTreeMap<&'static str, (u64, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,6 +101,50 @@ impl Connections {
         }
     }
 
+    /// As [`Connections::register`], refused (with the reason) when the user already has
+    /// `per_user` connections or the vhost `per_vhost`. Counted under the registry's lock, so
+    /// connections opening at once cannot all slip under a limit.
+    pub(crate) fn register_within(
+        self: &Arc<Self>,
+        id: u64,
+        info: ClientInfo,
+        per_user: Option<u64>,
+        per_vhost: Option<u64>,
+    ) -> Result<ConnLink, String> {
+        if per_user.is_none() && per_vhost.is_none() {
+            return Ok(self.register(id, info));
+        }
+        let map = lock(&self.map);
+        let (mut users, mut vhosts) = (0u64, 0u64);
+        for e in map.values() {
+            users += u64::from(e.info.user == info.user);
+            vhosts += u64::from(e.info.vhost == info.vhost);
+        }
+        if let Some(max) = per_user.filter(|m| users >= *m) {
+            return Err(format!(
+                "connection limit ({max}) of user '{}' is reached",
+                info.user
+            ));
+        }
+        if let Some(max) = per_vhost.filter(|m| vhosts >= *m) {
+            return Err(format!(
+                "connection limit ({max}) of vhost '{}' is reached",
+                info.vhost
+            ));
+        }
+        drop(map);
+        Ok(self.register(id, info))
+    }
+
+    /// Open channels (sessions beyond each connection's first) of `user`'s connections.
+    pub(crate) fn channels_of(&self, user: &str) -> u64 {
+        lock(&self.map)
+            .values()
+            .filter(|e| e.info.user == user)
+            .map(|e| u64::from(e.sessions.load(Ordering::Relaxed).saturating_sub(1)))
+            .sum()
+    }
+
     /// Every open connection, oldest first.
     pub(crate) fn list(&self) -> Vec<ConnectionInfo> {
         lock(&self.map)
@@ -112,6 +158,18 @@ impl Connections {
                 messages_delivered: e.delivered.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Messages published and delivered since the broker started, by protocol: closed
+    /// connections' and open ones'.
+    pub(crate) fn by_protocol(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut totals = lock(&self.closed).clone();
+        for e in lock(&self.map).values() {
+            let t = totals.entry(e.info.protocol).or_default();
+            t.0 += e.published.load(Ordering::Relaxed);
+            t.1 += e.delivered.load(Ordering::Relaxed);
+        }
+        totals.into_iter().map(|(p, (a, b))| (p, a, b)).collect()
     }
 
     /// Asks the connections `which` selects to close; returns how many were asked.
@@ -184,6 +242,12 @@ impl Drop for ConnLink {
                 .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
             {
                 map.remove(&self.entry.id);
+                drop(map);
+                let e = &self.entry;
+                let mut closed = lock(&self.registry.closed);
+                let t = closed.entry(e.info.protocol).or_default();
+                t.0 += e.published.load(Ordering::Relaxed);
+                t.1 += e.delivered.load(Ordering::Relaxed);
             }
         }
     }
@@ -221,9 +285,14 @@ mod tests {
         assert_eq!(reg.close_where("user deleted", |c| c.user == "b"), 1);
         assert_eq!(other.signal().requested().await, "user deleted");
 
+        root.entry.published.fetch_add(3, Ordering::Relaxed);
+        other.entry.delivered.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(reg.by_protocol(), vec![("native", 3, 2)]);
         drop(root);
         assert_eq!(reg.list().len(), 1);
         drop(other);
         assert!(reg.list().is_empty());
+        // Closed connections still count.
+        assert_eq!(reg.by_protocol(), vec![("native", 3, 2)]);
     }
 }

@@ -2,6 +2,7 @@
 //! keeps no queues, routing or messages of its own.
 
 pub mod amqp;
+pub mod metered;
 pub mod mqtt;
 pub mod native;
 pub mod stomp;

@@ -37,6 +37,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::metered::Metered;
+
 /// Outgoing bytes above this are sent (flushed) before more are accepted.
 const MAX_BUFFERED: usize = 1 << 20;
 
@@ -79,7 +81,7 @@ pub enum WsError {
 
 /// A WebSocket connection seen as a byte stream. See the module docs.
 pub struct WsStream {
-    inner: WebSocketStream<tls::Stream>,
+    inner: WebSocketStream<Metered<tls::Stream>>,
     /// Received bytes not yet read.
     read: Bytes,
     /// Written bytes not yet sent.
@@ -104,7 +106,7 @@ impl std::fmt::Debug for WsStream {
 /// # Errors
 /// [`WsError`] for a timeout, a request that is not an upgrade, or a path not in
 /// [`Upgrade::paths`] (answered with 404 before closing).
-pub async fn accept(stream: tls::Stream, upgrade: &Upgrade) -> Result<WsStream, WsError> {
+pub async fn accept(stream: Metered<tls::Stream>, upgrade: &Upgrade) -> Result<WsStream, WsError> {
     let _ = stream.set_nodelay(true);
     let mut chosen: Option<String> = None;
     // The callback's signature is tungstenite's (`Callback`): its error type is not ours to box.

@@ -189,6 +189,7 @@ pub(crate) fn run_flusher(inner: &Inner) {
         let records = inner.stats.records.load(Ordering::Acquire);
         let target = inner.log.written();
         let from = f.durable();
+        let started = std::time::Instant::now();
         if let Err(e) = sync_range(inner, from, target) {
             tracing::error!(error = %e, "commitlog flush failed; the store is poisoned");
             f.poison();
@@ -199,6 +200,7 @@ pub(crate) fn run_flusher(inner: &Inner) {
         // Next time, wait for as many records as writers were waiting on this fsync (each will
         // come back with its next record), or as this fsync covered, whichever is more.
         last_batch = batch.max(waiters).max(1);
+        inner.flush_latency.record(started.elapsed());
         f.fsyncs.fetch_add(1, Ordering::Relaxed);
         f.records_synced.fetch_add(batch, Ordering::Relaxed);
         f.advance(target);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use event_listener::{Event, Listener};
@@ -18,6 +18,7 @@ use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::flush::{self, FlushState};
 use crate::index::{self, Index};
+use crate::latency::{Latency, StoreLatencies, APPEND_SAMPLE_EVERY};
 use crate::record::{AppendRequest, QueueKey, Record};
 use crate::recovery;
 use crate::writer::{self, Appended, Writer};
@@ -92,6 +93,10 @@ pub(crate) struct Inner {
     checkpoint: Mutex<CheckpointFile>,
     pub(crate) flush: FlushState,
     pub(crate) stats: Counters,
+    /// Sampled append latency.
+    append_latency: Latency,
+    /// Flush (fsync round) latency.
+    pub(crate) flush_latency: Latency,
     pub(crate) closed: AtomicBool,
     /// Wakes the service thread (spare segment, checkpoint, retention, disk check).
     pub(crate) service: Event,
@@ -309,6 +314,8 @@ impl Store {
             checkpoint: Mutex::new(rec.checkpoint),
             flush: FlushState::new(cfg.flush, durable),
             stats: Counters::default(),
+            append_latency: Latency::default(),
+            flush_latency: Latency::default(),
             closed: AtomicBool::new(false),
             service: Event::new(),
             disk_low: AtomicBool::new(false),
@@ -361,11 +368,22 @@ impl Store {
     /// # Errors
     /// As [`Store::append`].
     pub fn write(&self, req: &AppendRequest<'_>) -> Result<Appended> {
+        // One append in APPEND_SAMPLE_EVERY is timed: two clock reads are not free.
+        let timed = self
+            .inner
+            .stats
+            .records
+            .load(Ordering::Relaxed)
+            .is_multiple_of(APPEND_SAMPLE_EVERY)
+            .then(Instant::now);
         let mut w = lock(&self.inner.writer);
         self.inner.check_writable()?;
         let a = w.append(&self.inner, req)?;
         self.inner.last_ts.store(a.store_ts, Ordering::Release);
         drop(w);
+        if let Some(t) = timed {
+            self.inner.append_latency.record(t.elapsed());
+        }
         self.inner.replica.grew.notify(usize::MAX);
         Ok(a)
     }
@@ -638,6 +656,14 @@ impl Store {
             log_end: i.log.written(),
             durable: i.flush.durable(),
             segments: i.log.segments().len(),
+        }
+    }
+
+    /// Append and flush latency histograms.
+    pub fn latencies(&self) -> StoreLatencies {
+        StoreLatencies {
+            append: self.inner.append_latency.snapshot(),
+            flush: self.inner.flush_latency.snapshot(),
         }
     }
 

@@ -422,3 +422,24 @@ fn a_filtered_read_skips_rejected_entries_and_bounds_its_scan() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn append_and_flush_latencies_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::tiny(dir.path());
+    cfg.flush = FlushMode::Sync;
+    let store = Store::open(cfg).unwrap();
+    let n = 10 * junction_store::APPEND_SAMPLE_EVERY;
+    for i in 0..n {
+        append(&store, &[Q], i, 100);
+    }
+    let l = store.latencies();
+    // One single-threaded append in APPEND_SAMPLE_EVERY is timed.
+    assert_eq!(l.append.count(), 10, "{l:?}");
+    assert!(l.append.sum_seconds > 0.0, "{l:?}");
+    // Every append waited for an fsync round; each round is one observation.
+    assert_eq!(l.flush.count(), store.stats().fsyncs, "{l:?}");
+    assert!(l.flush.count() > 0 && l.flush.sum_seconds > 0.0, "{l:?}");
+    assert_eq!(l.flush.buckets.last().map(|b| b.0), Some(f64::INFINITY));
+    store.close().unwrap();
+}

@@ -162,7 +162,8 @@
       previous = tr;
     }
     for (const tr of Array.from(body.rows)) {
-      if (tr.dataset.key !== undefined && !seen.has(tr.dataset.key)) tr.remove();
+      // Rows gone from the answer, and the "nothing here" row once there is something.
+      if (tr.dataset.key === undefined || !seen.has(tr.dataset.key)) tr.remove();
     }
     if (seen.size === 0) {
       body.replaceChildren(h('tr', {}, h('td', { class: 'empty', colspan: columns.length },
