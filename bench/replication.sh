@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Native publish -> consume throughput of one broker group's master: no replication, then a
 # master with one slave replicating async, then sync. Brokers run on this machine with
-# [cluster] on; each case starts on fresh data directories.
-# Usage: bench/replication.sh [count]        (run from the repository root)
+# [cluster] on; each case starts on fresh data directories. Two workloads per case: pipelined
+# batches (100 messages a frame, 16 frames in flight) and one message at a time (each waits
+# for its confirm: the round trip sync replication adds shows here).
+# Usage: bench/replication.sh [count] [one-at-a-time count]   (run from the repository root)
 set -euo pipefail
 count=${1:-1000000}
+single=${2:-20000}
 cargo build --release -q -p junction -p junction-bench
 data=$(mktemp -d)
 pids=()
@@ -41,13 +44,16 @@ start() { # $1 = name
   echo "$1 did not start" >&2; cat "$data/$1.log" >&2; exit 1
 }
 stop_all() { for p in "${pids[@]}"; do kill -TERM $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; pids=(); rm -rf "$data"/m "$data"/s; }
-run() { ./target/release/junction-bench native --addr 127.0.0.1:25701 --size 100 --count "$count" --batch 100 --window 16 2>/dev/null | tail -1; }
+run() {
+  ./target/release/junction-bench native --addr 127.0.0.1:25701 --size 100 --count "$count" --batch 100 --window 16 2>/dev/null | tail -1
+  ./target/release/junction-bench native --addr 127.0.0.1:25701 --size 100 --count "$single" --batch 1 --window 1 2>/dev/null | tail -1
+}
 
 conf m 25700 0 async false; start m
-echo "replication=none  $(run)"; stop_all
+run | sed 's/^/replication=none  /'; stop_all
 for mode in async sync; do
   conf m 25700 0 $mode true; conf s 25800 1 $mode true
   start m; start s
   sleep 1
-  echo "replication=$mode $(run)"; stop_all
+  run | sed "s/^/replication=$mode /"; stop_all
 done

@@ -121,6 +121,14 @@ async fn async_slave_copies_messages_metadata_and_offsets_and_serves_reads() {
         .await
         .unwrap();
     publish(&mc, "orders", 0, 300).await;
+    // A retained MQTT message on the master.
+    let mut dev = common::mqtt::V4::connect(master.addr("mqtt"), "thermo").await;
+    dev.client
+        .publish("rooms/kitchen", rumqttc::QoS::AtLeastOnce, true, "19.5")
+        .await
+        .unwrap();
+    dev.until(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+        .await;
     // A consumer group takes 100 and acknowledges them.
     let mut consumer = mc
         .subscribe(
@@ -223,6 +231,26 @@ async fn async_slave_copies_messages_metadata_and_offsets_and_serves_reads() {
             .is_some_and(|g| committed_total(&g) == 100)
     })
     .await;
+
+    // The retained message is on the slave too: a subscriber there gets it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut sub = common::mqtt::V4::connect(slave.addr("mqtt"), "reader").await;
+        sub.subscribe("rooms/#", rumqttc::QoS::AtLeastOnce).await;
+        let got = tokio::time::timeout(Duration::from_secs(2), sub.publish()).await;
+        if let Ok(p) = got {
+            assert_eq!(
+                (p.topic.as_str(), &p.payload[..]),
+                ("rooms/kitchen", &b"19.5"[..])
+            );
+            assert!(p.retain);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retained message on the slave"
+        );
+    }
 
     // The master dies; the group goes on from the slave, where it left off.
     drop(mc);

@@ -868,6 +868,9 @@ impl BrokerInner {
         extra: &[junction_store::QueueKey],
         ext: Option<message::MetaExt>,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        // A slave refuses every publish, routable or not (an unroutable one would still set a
+        // retained message here, or be confirmed to a client that should go to the master).
+        self.check_writable()?;
         let queues = {
             let st = rlock(vh);
             if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
