@@ -109,7 +109,7 @@ async fn wildcards_dollar_topics_and_overlapping_subscriptions() {
 #[tokio::test]
 async fn retained_messages_set_replace_clear() {
     let b = TestBroker::start();
-    let p = V4::connect(b.mqtt, "p").await;
+    let mut p = V4::connect(b.mqtt, "p").await;
     p.client
         .publish("home/door", QoS::AtLeastOnce, true, "open")
         .await
@@ -131,7 +131,12 @@ async fn retained_messages_set_replace_clear() {
         .publish("home/window", QoS::AtLeastOnce, true, "")
         .await
         .unwrap();
-    // Wait for the publisher's acknowledgements so the set is complete.
+    // Wait for the publisher's acknowledgements (of the four QoS 1 publishes, in order) so the
+    // set is complete.
+    for _ in 0..4 {
+        p.until(|pk| matches!(pk, rumqttc::Packet::PubAck(_)).then_some(()))
+            .await;
+    }
     let mut probe = V4::connect(b.mqtt, "probe").await;
     probe.subscribe("home/door", QoS::AtLeastOnce).await;
     let first = probe.publish().await;
