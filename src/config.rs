@@ -37,6 +37,8 @@ pub struct Config {
     pub limits: Limits,
     /// Broker groups, replication, name servers and controllers (see docs/DEPLOYMENT.md).
     pub cluster: ClusterSection,
+    /// Transactional messages' check-backs.
+    pub transactions: TransactionsSection,
 }
 
 /// `[cluster]`: this broker's place in a cluster. Off by default (a single broker).
@@ -89,6 +91,43 @@ impl Default for ClusterSection {
             sync_timeout_ms: 5000,
             isr_timeout_ms: 3000,
             meta_sync_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `[transactions]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionsSection {
+    /// A half message without an outcome is first checked back at this age, ms.
+    pub check_after_ms: u64,
+    /// Then every this long, ms.
+    pub check_interval_ms: u64,
+    /// At most this many times; then `default_outcome` applies.
+    pub max_checks: u32,
+    /// `"rollback"` or `"commit"`.
+    pub default_outcome: String,
+}
+
+impl Default for TransactionsSection {
+    fn default() -> Self {
+        TransactionsSection {
+            check_after_ms: 6000,
+            check_interval_ms: 60_000,
+            max_checks: 15,
+            default_outcome: "rollback".into(),
+        }
+    }
+}
+
+impl TransactionsSection {
+    /// The core's settings.
+    pub fn core(&self) -> crate::core::TxConfig {
+        crate::core::TxConfig {
+            check_after: Duration::from_millis(self.check_after_ms),
+            check_interval: Duration::from_millis(self.check_interval_ms.max(1)),
+            max_checks: self.max_checks,
+            default_commit: self.default_outcome == "commit",
         }
     }
 }
@@ -362,6 +401,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Publishing is blocked while the broker's heap is above this fraction of RAM (0 = off).
     pub memory_high_watermark: f64,
+    /// A connection whose client reads nothing of what is owed to it for this long is closed
+    /// as a slow consumer, ms (0 = never).
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -379,6 +421,7 @@ impl Default for Config {
             default_user: DefaultUser::default(),
             limits: Limits::default(),
             cluster: ClusterSection::default(),
+            transactions: TransactionsSection::default(),
         }
     }
 }
@@ -427,6 +470,7 @@ impl Default for Limits {
             max_frame: 16 << 20,
             max_connections: 10_000,
             memory_high_watermark: 0.4,
+            write_timeout_ms: 30_000,
         }
     }
 }
@@ -509,6 +553,7 @@ impl Config {
                 "default_user",
                 "limits",
                 "cluster",
+                "transactions",
             ];
             let section = sections.iter().find(|s| rest.starts_with(&format!("{s}_")));
             match section {
@@ -578,6 +623,15 @@ impl Config {
         {
             return bad("a slave (cluster.broker_id > 0) needs cluster.master_ha_address or cluster.controllers".into());
         }
+        if !["rollback", "commit"].contains(&cfg.transactions.default_outcome.as_str()) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "transactions.default_outcome must be \"rollback\" or \"commit\", not {:?}",
+                    cfg.transactions.default_outcome
+                ),
+            });
+        }
         Ok(cfg)
     }
 
@@ -612,6 +666,36 @@ mod tests {
     fn shipped_file_equals_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/junction.toml");
         assert_eq!(Config::load(Some(&path), []).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_cluster_examples_load_on_distinct_ports_and_directories() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut dirs = std::collections::HashSet::new();
+        for (mode, sync) in [("2m-2s-async", false), ("2m-2s-sync", true)] {
+            let mut ports = std::collections::HashSet::new();
+            for f in ["broker-a", "broker-a-s", "broker-b", "broker-b-s"] {
+                let path = root.join(mode).join(format!("{f}.toml"));
+                let c = Config::load(Some(&path), []).unwrap();
+                let k = &c.cluster;
+                assert!(k.enabled && k.name_servers.len() == 2, "{f}");
+                assert_eq!(k.replication == "sync", sync);
+                assert_eq!(k.controllers.len(), if sync { 3 } else { 0 });
+                for a in [
+                    c.native.listen,
+                    c.amqp.listen,
+                    c.mqtt.listen,
+                    c.mqtt.ws_listen,
+                    c.stomp.listen,
+                    c.stomp.ws_listen,
+                    c.http.listen,
+                    k.ha_listen,
+                ] {
+                    assert!(ports.insert(a.port()), "{mode}/{f}: port {a} used twice");
+                }
+                assert!(dirs.insert(c.data_dir.clone()));
+            }
+        }
     }
 
     #[test]

@@ -48,6 +48,22 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         broker_timeout_ms: u64,
     },
+    /// Run a controller: one of (usually three) Raft nodes that elect each broker group's
+    /// master when it fails (see docs/DEPLOYMENT.md).
+    Controller {
+        /// This controller's id (a key of --peers).
+        #[arg(long)]
+        id: u64,
+        /// Every controller as id=host:port, comma-separated, this one included.
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<String>,
+        /// Where its Raft log, vote and snapshot live.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A master silent for this long is replaced (ms).
+        #[arg(long, default_value_t = 3_000)]
+        broker_timeout_ms: u64,
+    },
     /// Manage a running broker over its HTTP API: queues, exchanges, bindings, users,
     /// permissions, vhosts, connections, publish/get, lookup, definitions export/import.
     Ctl(junction::ctl::CtlArgs),
@@ -119,6 +135,40 @@ fn main() -> anyhow::Result<()> {
                 });
                 junction::cluster::namesrv::run(
                     listen,
+                    std::time::Duration::from_millis(broker_timeout_ms),
+                    stop,
+                )
+                .await
+            })
+        }
+        Command::Controller {
+            id,
+            peers,
+            data_dir,
+            broker_timeout_ms,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for p in &peers {
+                let (i, a) = p
+                    .split_once('=')
+                    .with_context(|| format!("peer {p:?} is not id=host:port"))?;
+                map.insert(i.parse::<u64>().context("peer id")?, a.to_string());
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let s = stop.clone();
+                let signal = shutdown_signal()?;
+                tokio::spawn(async move {
+                    signal.await;
+                    s.cancel();
+                });
+                junction::cluster::controller::run(
+                    id,
+                    map,
+                    &data_dir,
                     std::time::Duration::from_millis(broker_timeout_ms),
                     stop,
                 )

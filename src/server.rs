@@ -87,6 +87,7 @@ async fn run_once(
     );
     core.memory_high_watermark = cfg.limits.memory_high_watermark;
     core.keep_unknown_queues = cfg.cluster.enabled;
+    core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)
         .await
         .with_context(|| format!("opening the broker in {}", cfg.data_dir.display()))?;
@@ -100,6 +101,8 @@ async fn run_once(
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
         bound: Vec::new(),
         meters: Arc::default(),
+        write_timeout: (cfg.limits.write_timeout_ms > 0)
+            .then(|| Duration::from_millis(cfg.limits.write_timeout_ms)),
     };
     let wants_tls = cfg.native.tls_enabled
         || cfg.amqp.tls_enabled
@@ -384,6 +387,8 @@ struct Net {
     bound: Vec<(&'static str, SocketAddr)>,
     /// Bytes in and out per listener.
     meters: Arc<gateway::metered::Meters>,
+    /// The slow-consumer cut-off of every connection.
+    write_timeout: Option<Duration>,
 }
 
 impl Net {
@@ -414,6 +419,7 @@ impl Net {
         let listener = self.bind(name, addr).await?;
         let traffic = self.meters.listener(name);
         let serve = Arc::new(serve);
+        let write_timeout = self.write_timeout;
         let (broker, stop, tracker, slots) = (
             self.broker.clone(),
             self.stop.clone(),
@@ -437,7 +443,7 @@ impl Net {
                 async move {
                     let _ = tcp.set_nodelay(true);
                     let (stream, who) = match tls {
-                        None => (Stream::Plain(tcp), tls::Peer::default()),
+                        None => (Stream::plain(tcp), tls::Peer::default()),
                         Some(acceptor) => match acceptor.accept(tcp).await {
                             Ok(x) => x,
                             Err(e) => {
@@ -446,6 +452,7 @@ impl Net {
                             }
                         },
                     };
+                    let stream = stream.with_write_timeout(write_timeout);
                     serve(Metered::new(stream, traffic), peer, who, broker, stop).await
                 }
             },

@@ -9,6 +9,7 @@
 //! What it is not: a place for protocol logic. A gateway sees a [`Stream`] and, through its
 //! settings, the certificate's user name; which login that allows is the gateway's business.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -68,12 +69,21 @@ impl std::fmt::Debug for Acceptor {
     }
 }
 
-/// An accepted connection, encrypted or not.
+/// An accepted connection, encrypted or not, with the slow-consumer cut-off: a write that
+/// cannot make progress for the write timeout fails with `TimedOut` (the client has stopped
+/// reading while the broker has data for it), and the gateway closes the connection.
 #[derive(Debug)]
-pub enum Stream {
-    /// Plain TCP.
+pub struct Stream {
+    io: Io,
+    write_timeout: Option<Duration>,
+    /// Since when writing has been blocked (a timer running out at the write timeout).
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[derive(Debug)]
+enum Io {
     Plain(TcpStream),
-    /// TLS over TCP (boxed: rustls' connection state is a few KiB).
+    /// Boxed: rustls' connection state is a few KiB.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
@@ -179,7 +189,7 @@ impl Acceptor {
         } else {
             None
         };
-        Ok((Stream::Tls(Box::new(tls)), Peer { cert_user }))
+        Ok((Stream::new(Io::Tls(Box::new(tls))), Peer { cert_user }))
     }
 }
 
@@ -191,11 +201,67 @@ pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
 }
 
 impl Stream {
+    fn new(io: Io) -> Stream {
+        Stream {
+            io,
+            write_timeout: None,
+            stalled: None,
+        }
+    }
+
+    /// A plain TCP connection.
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream::new(Io::Plain(tcp))
+    }
+
+    /// Sets the slow-consumer cut-off (`None`: writes may wait forever).
+    #[must_use]
+    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Stream {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// Sets `TCP_NODELAY` on the socket under it.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.set_nodelay(on),
-            Stream::Tls(s) => s.get_ref().0.set_nodelay(on),
+        match &self.io {
+            Io::Plain(s) => s.set_nodelay(on),
+            Io::Tls(s) => s.get_ref().0.set_nodelay(on),
+        }
+    }
+
+    /// The write (or flush) under it made no progress: `Pending` until the write timeout has
+    /// passed since the stall began, then the slow-consumer error.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let Some(limit) = self.write_timeout else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                tracing::warn!(
+                    timeout_ms = limit.as_millis() as u64,
+                    "slow consumer: the client read nothing of what is owed to it within the \
+                     write timeout; closing the connection"
+                );
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("slow consumer: no write progress for {limit:?}"),
+                )))
+            }
+        }
+    }
+
+    /// Applies the stall rule to a write's result.
+    fn progress<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
         }
     }
 }
@@ -206,9 +272,9 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -219,10 +285,12 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        let this = self.get_mut();
+        let r = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        this.progress(cx, r)
     }
 
     fn poll_write_vectored(
@@ -230,30 +298,34 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        let this = self.get_mut();
+        let r = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        this.progress(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        let this = self.get_mut();
+        let r = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        };
+        this.progress(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

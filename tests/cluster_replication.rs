@@ -171,6 +171,45 @@ async fn async_slave_copies_messages_metadata_and_offsets_and_serves_reads() {
         e => panic!("unexpected {e:?}"),
     }
 
+    // AMQP and MQTT publishers get their protocol's refusal too.
+    let conn =
+        common::amqp::connect_uri(&format!("amqp://guest:guest@{}/%2f", slave.addr("amqp"))).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let refused = async {
+        ch.basic_publish(
+            "".into(),
+            "orders".into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"x",
+            lapin::BasicProperties::default(),
+        )
+        .await?
+        .await?;
+        ch.basic_qos(1, lapin::options::BasicQosOptions::default())
+            .await
+    };
+    let e = tokio::time::timeout(WAIT, refused)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(common::amqp::code(&e), Some(403), "{e}");
+    let mut m = common::mqtt::V4::connect(slave.addr("mqtt"), "on-a-slave").await;
+    m.client
+        .publish("orders", rumqttc::QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    // MQTT 3.1.1 has no negative PUBACK: the slave closes the connection instead.
+    loop {
+        match m.next().await {
+            Ok(rumqttc::Packet::PubAck(_)) => panic!("a slave acknowledged a publish"),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+
     // The consumer offsets reach the slave (every second, or when they change).
     let http = slave.addr("http");
     wait_until_async(60, "the group's offsets on the slave", || async move {

@@ -471,3 +471,45 @@ async fn ctl_lists_mqtt_sessions_and_clears_retained_messages() {
         assert!(err.contains("404"), "{err}");
     });
 }
+
+#[test]
+fn topic_permissions_and_limits() {
+    let b = TestBroker::start();
+    ctl(&b, &["users", "add", "dev", "pw"]);
+    ctl(&b, &["permissions", "set", "dev"]);
+    ctl(
+        &b,
+        &[
+            "topic-permissions",
+            "set",
+            "dev",
+            "--write",
+            "^devices\\.{username}\\.",
+            "--read",
+            "^devices\\.",
+        ],
+    );
+    let t = ctl_json(&b, &["topic-permissions", "list"]);
+    assert_eq!(
+        t,
+        json!([{"user": "dev", "vhost": "/", "exchange": "amq.topic",
+                "write": "^devices\\.{username}\\.", "read": "^devices\\."}])
+    );
+    ctl(&b, &["limits", "vhost", "max-queues", "100"]);
+    ctl(&b, &["limits", "user", "dev", "max-connections", "3"]);
+    let l = ctl_json(&b, &["limits", "list"]);
+    assert_eq!(
+        l,
+        json!([{"vhost": "/", "value": {"max-queues": 100}},
+               {"user": "dev", "value": {"max-connections": 3}}])
+    );
+    let e = ctl_fails(&b, &["limits", "user", "dev", "max-sockets", "3"]);
+    assert!(e.contains("unknown user limit"), "{e}");
+    ctl(&b, &["limits", "user", "dev", "max-connections", "-1"]);
+    ctl(&b, &["topic-permissions", "clear", "dev"]);
+    assert_eq!(ctl_json(&b, &["topic-permissions", "list"]), json!([]));
+    assert_eq!(
+        ctl_json(&b, &["limits", "list"]),
+        json!([{"vhost": "/", "value": {"max-queues": 100}}])
+    );
+}

@@ -98,6 +98,7 @@ async fn request_errors_carry_the_request_id_and_the_connection_stays_open() {
             confirm: true,
             properties: Default::default(),
             body: bytes::Bytes::from_static(b"x"),
+            producer: None,
         },
     ))
     .await;
@@ -206,6 +207,7 @@ fn publish(queue: &str, body: &'static [u8]) -> wire::Publish {
         confirm: true,
         properties: Default::default(),
         body: bytes::Bytes::from_static(body),
+        producer: None,
     }
 }
 

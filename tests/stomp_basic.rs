@@ -213,3 +213,32 @@ async fn receipts_follow_the_order_of_frames() {
         assert_eq!(r.header("receipt-id"), Some(w.as_str()));
     }
 }
+
+#[tokio::test]
+async fn frames_pipelined_behind_connect_are_served() {
+    // CONNECT, SUBSCRIBE and a SEND asking for a receipt in one write, before CONNECTED: the
+    // frames behind CONNECT must not wait for more input (found by tests/crash_protocols.rs).
+    let b = TestBroker::start();
+    let mut c = StompClient::raw(b.stomp).await;
+    c.send_raw(
+        b"CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\0\
+          SUBSCRIBE\nid:1\ndestination:/queue/pipelined\nack:auto\n\n\0\
+          SEND\ndestination:/queue/pipelined\nreceipt:r1\n\nearly\0",
+    )
+    .await;
+    assert_eq!(c.recv().await.unwrap().command, Command::Connected);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(c.recv().await.expect("RECEIPT and MESSAGE"));
+    }
+    assert!(
+        got.iter()
+            .any(|f| f.command == Command::Receipt && f.header("receipt-id") == Some("r1")),
+        "{got:?}"
+    );
+    let m = got
+        .iter()
+        .find(|f| f.command == Command::Message)
+        .expect("the MESSAGE");
+    assert_eq!(&m.body[..], b"early");
+}

@@ -91,7 +91,7 @@ async fn connect(a: &AmqpArgs) -> anyhow::Result<Connection> {
 }
 
 /// One AMQP run.
-pub async fn run(a: AmqpArgs) -> anyhow::Result<()> {
+pub async fn run(a: AmqpArgs) -> anyhow::Result<serde_json::Value> {
     let w = &a.w;
     let admin = connect(&a).await?;
     let ch = admin.create_channel().await?;
@@ -108,7 +108,7 @@ pub async fn run(a: AmqpArgs) -> anyhow::Result<()> {
     ch.queue_purge(w.queue.as_str().into(), QueuePurgeOptions::default())
         .await?;
 
-    let shared = Shared::new(w.producers)?;
+    let shared = Shared::new(w)?;
 
     let mut consumers = Vec::new();
     let mut keep = Vec::new();

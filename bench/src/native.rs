@@ -58,16 +58,18 @@ async fn connect(a: &NativeArgs, id: &str) -> anyhow::Result<Client> {
 }
 
 /// One native run.
-pub async fn run(a: NativeArgs) -> anyhow::Result<()> {
+pub async fn run(a: NativeArgs) -> anyhow::Result<serde_json::Value> {
     let w = &a.w;
     let admin_client = connect(&a, "bench-admin").await?;
     let admin = admin_client.admin();
     admin
         .declare_queue(QueueOptions::new(w.queue.clone()).partitions(a.partitions))
         .await?;
-    admin.purge_queue(&w.queue).await?;
+    if !w.keep {
+        admin.purge_queue(&w.queue).await?;
+    }
 
-    let shared = Shared::new(w.producers)?;
+    let shared = Shared::new(w)?;
 
     let mut consumers = Vec::new();
     for i in 0..w.consumers {

@@ -1,8 +1,9 @@
 //! STOMP 1.2 over TCP, on the `junction-stomp` codec: producers SEND to `/queue/<queue>`, each
 //! batch's last SEND asking for a RECEIPT (at most `--window` batches unreceipted per producer);
 //! consumers SUBSCRIBE with `--ack auto` or `client-individual` (one ACK per message, written
-//! together per socket read) and `prefetch-count`. Works against any STOMP broker that speaks
-//! RabbitMQ's destinations (Junction, RabbitMQ's STOMP plugin).
+//! together per socket read) and `prefetch-count` (and ActiveMQ's `activemq.prefetchSize`).
+//! Works against any STOMP broker that speaks RabbitMQ's `/queue/` destinations (Junction,
+//! RabbitMQ's STOMP plugin, ActiveMQ).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -112,12 +113,12 @@ async fn connect(a: &StompArgs) -> anyhow::Result<Session> {
 }
 
 /// One STOMP run.
-pub async fn run(a: StompArgs) -> anyhow::Result<()> {
+pub async fn run(a: StompArgs) -> anyhow::Result<serde_json::Value> {
     let w = &a.w;
     // STOMP cannot purge a queue: every run uses a queue of its own.
     let queue = format!("{}-{}", w.queue, std::process::id());
     let dest = format!("/queue/{queue}");
-    let shared = Shared::new(w.producers)?;
+    let shared = Shared::new(w)?;
 
     let mut consumers = Vec::new();
     for i in 0..w.consumers {
@@ -131,6 +132,8 @@ pub async fn run(a: StompArgs) -> anyhow::Result<()> {
             .with_header("destination", dest.as_str())
             .with_header("ack", ack)
             .with_header("prefetch-count", w.prefetch.to_string())
+            // ActiveMQ's name for the same thing.
+            .with_header("activemq.prefetchSize", w.prefetch.to_string())
             .with_header("receipt", "sub");
         let mut out = BytesMut::new();
         encode(&sub, Version::V1_2, &mut out)?;

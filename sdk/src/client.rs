@@ -162,6 +162,27 @@ impl Client {
         Producer::new(self.clone(), self.shared().opts.publish_window)
     }
 
+    /// A transactional producer of producer group `group`, answering the broker's
+    /// check-backs with `checker` (see [`TransactionProducer`](crate::TransactionProducer)).
+    pub async fn transaction_producer(
+        &self,
+        group: &str,
+        checker: impl crate::TransactionChecker,
+    ) -> Result<crate::TransactionProducer> {
+        crate::TransactionProducer::new(self.clone(), group, checker).await
+    }
+
+    /// An idempotent producer with id `producer_id` (unique among the vhost's producers, and
+    /// the same across the process's restarts), whose next sequence number is
+    /// `next_sequence` (1 for a new producer).
+    pub fn idempotent_producer(
+        &self,
+        producer_id: &str,
+        next_sequence: u64,
+    ) -> crate::producer::IdempotentProducer {
+        crate::producer::IdempotentProducer::new(self.producer(), producer_id, next_sequence)
+    }
+
     /// Starts consuming a queue; see [`Consumer`]. Fails with [`SdkError::Server`] when the
     /// server refuses (e.g. [`ErrorCode::NotFound`](crate::ErrorCode::NotFound)).
     pub async fn subscribe(&self, options: ConsumerOptions) -> Result<Consumer> {
@@ -225,6 +246,22 @@ impl Client {
         match self.call(pull.into()).await? {
             Body::Pulled(p) => Ok(p),
             other => Err(SdkError::unexpected("Pulled", &other)),
+        }
+    }
+
+    /// Messages found in the store by id, key or time (see [`LookupBy`](crate::LookupBy)),
+    /// at most `max` (1 to 1,000), with their properties and every queue partition and offset
+    /// where they are stored: newest first by id or key, oldest first by time. A consumed
+    /// message is still found until retention removes it.
+    pub async fn lookup(
+        &self,
+        by: junction_native::LookupBy,
+        max: u32,
+    ) -> Result<Vec<junction_native::FoundMessage>> {
+        let lookup = junction_native::Lookup { by, max };
+        match self.call(lookup.into()).await? {
+            Body::Found(f) => Ok(f.messages),
+            other => Err(SdkError::unexpected("Found", &other)),
         }
     }
 

@@ -111,6 +111,10 @@ pub(crate) struct Shared {
     pub(crate) live_epoch: AtomicU64,
     pub(crate) server: Mutex<Option<ServerInfo>>,
     pub(crate) reconnects: AtomicU64,
+    /// Transaction producer groups this client answers check-backs for, and where to.
+    pub(crate) tx_groups: Mutex<
+        std::collections::HashMap<String, mpsc::UnboundedSender<junction_native::CheckTransaction>>,
+    >,
 }
 
 impl Shared {
@@ -128,6 +132,7 @@ impl Shared {
             live_epoch: AtomicU64::new(0),
             server: Mutex::new(None),
             reconnects: AtomicU64::new(0),
+            tx_groups: Mutex::default(),
         }
     }
 

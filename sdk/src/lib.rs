@@ -111,6 +111,7 @@ mod client;
 mod cluster;
 mod connection;
 mod consumer;
+mod dedup;
 mod error;
 mod message;
 mod options;
@@ -118,20 +119,23 @@ mod producer;
 mod registry;
 mod route;
 mod session;
+mod transaction;
 
 pub use admin::{Admin, ExchangeOptions, QueueInfo, QueueOptions};
 pub use client::{Client, ServerInfo};
 pub use cluster::{Cluster, ClusterConsumer, ClusterDelivery, ClusterProducer, ClusterReceipt};
 pub use consumer::{Consumer, Delivery};
+pub use dedup::Deduplicator;
 pub use error::{Result, SdkError};
 pub use message::{Destination, Message, SendReceipt};
 pub use options::{ClientOptions, ConsumerOptions, ReconnectOptions};
-pub use producer::{Confirm, Producer};
+pub use producer::{Confirm, IdempotentProducer, Producer};
 pub use route::{GroupRoute, NameServers, RouteBroker, TopicRoute};
+pub use transaction::{HalfMessage, Transaction, TransactionChecker, TransactionProducer};
 
 /// The protocol codec this SDK speaks, for its message types.
 pub use junction_native as protocol;
 pub use junction_native::{
-    ErrorCode, ExchangeKind, Properties, Pulled, PulledMessage, RetryPolicy, Route, StartPosition,
-    DEFAULT_PORT,
+    ErrorCode, ExchangeKind, FoundMessage, LookupBy, Properties, Pulled, PulledMessage,
+    RetryPolicy, Route, StartPosition, TransactionState, DEFAULT_PORT,
 };

@@ -225,6 +225,9 @@ impl From<&str> for Destination {
 pub struct SendReceipt {
     /// One entry per queue partition that stored the message.
     pub routes: Vec<Route>,
+    /// An idempotent producer's send the broker had already stored: nothing was stored this
+    /// time, and `routes` are the original's.
+    pub duplicate: bool,
 }
 
 impl SendReceipt {

@@ -70,12 +70,102 @@ impl Future for Confirm {
 
 fn receipt(body: Body) -> Result<SendReceipt> {
     match body {
-        Body::Published(p) => Ok(SendReceipt { routes: p.results }),
+        Body::Published(p) => Ok(SendReceipt {
+            routes: p.results,
+            duplicate: p.duplicate,
+        }),
         Body::Returned(r) => Err(SdkError::Returned {
             code: ErrorCode::from_code(r.reply_code),
             text: r.reply_text,
         }),
         other => Err(SdkError::unexpected("Published", &other)),
+    }
+}
+
+/// A producer whose messages the broker stores at most once: each send carries this
+/// producer's id and the next sequence number, and a send the broker has already stored (a
+/// retry after a lost confirm, a reconnect, or a broker restart) is not stored again: its
+/// receipt has the original's positions and [`SendReceipt::duplicate`] set. Get one from
+/// [`Client::idempotent_producer`](crate::Client::idempotent_producer).
+///
+/// `send` retries by itself when the connection is lost or the confirm times out (up to
+/// [`IdempotentProducer::with_retries`] times, default 5), with the same sequence. A process
+/// that restarts continues its sequence from where it left off (persist
+/// [`IdempotentProducer::next_sequence`], or restart from a value known to be higher), and may
+/// re-send a message it is unsure of with [`IdempotentProducer::send_sequence`].
+///
+/// Messages without a message id get `<producer id>-<sequence>`, so consumers can recognise a
+/// duplicate by id too (see `Deduplicator`).
+#[derive(Debug, Clone)]
+pub struct IdempotentProducer {
+    inner: Producer,
+    id: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    retries: u32,
+}
+
+impl IdempotentProducer {
+    pub(crate) fn new(inner: Producer, id: &str, next: u64) -> IdempotentProducer {
+        IdempotentProducer {
+            inner,
+            id: Arc::from(id),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(next.max(1))),
+            retries: 5,
+        }
+    }
+
+    /// Sets how many times a send is retried after a lost connection or a timeout.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The producer id.
+    pub fn producer_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The sequence number the next [`IdempotentProducer::send`] will use.
+    pub fn next_sequence(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sends with the next sequence number and waits until the broker has stored it (once).
+    pub async fn send(&self, dest: &Destination, msg: Message) -> Result<SendReceipt> {
+        let seq = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.send_sequence(dest, msg, seq).await
+    }
+
+    /// Sends with sequence number `seq` (a message sent before with it is not stored again).
+    pub async fn send_sequence(
+        &self,
+        dest: &Destination,
+        mut msg: Message,
+        seq: u64,
+    ) -> Result<SendReceipt> {
+        if msg.properties.message_id.is_none() {
+            msg.properties.message_id = Some(format!("{}-{seq}", self.id));
+        }
+        let client = &self.inner.client;
+        let mut attempt = 0;
+        loop {
+            let r = match self
+                .inner
+                .send_as(dest, msg.clone(), Some((self.id.to_string(), seq)))
+                .await
+            {
+                Ok(confirm) => confirm.await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(SdkError::ConnectionLost | SdkError::Timeout) if attempt < self.retries => {
+                    attempt += 1;
+                    let wait = client.shared().opts.request_timeout;
+                    let _ = client.wait_connected(wait).await;
+                }
+                r => return r,
+            }
+        }
     }
 }
 
@@ -123,6 +213,7 @@ impl Producer {
             confirm,
             properties: msg.properties,
             body: msg.body,
+            producer: None,
         }
     }
 
@@ -150,6 +241,16 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn send_pipelined(&self, dest: &Destination, msg: Message) -> Result<Confirm> {
+        self.send_as(dest, msg, None).await
+    }
+
+    /// [`Producer::send_pipelined`] as an idempotent producer's message `producer`.
+    pub(crate) async fn send_as(
+        &self,
+        dest: &Destination,
+        msg: Message,
+        producer: Option<(String, u64)>,
+    ) -> Result<Confirm> {
         let permit = self
             .window
             .clone()
@@ -161,8 +262,10 @@ impl Producer {
             self.client.shared().opts.request_timeout,
         ));
         let (tx, rx) = oneshot::channel();
+        let mut publish = self.publish(dest, msg, true);
+        publish.producer = producer;
         let cmd = Command::Request {
-            body: self.publish(dest, msg, true).into(),
+            body: publish.into(),
             reply: tx,
             epoch: None,
             permit: Some(permit),
@@ -214,7 +317,10 @@ impl Producer {
             Body::PublishedBatch(p) if p.results.len() == count => Ok(p
                 .results
                 .into_iter()
-                .map(|routes| SendReceipt { routes })
+                .map(|routes| SendReceipt {
+                    routes,
+                    duplicate: false,
+                })
                 .collect()),
             Body::PublishedBatch(p) => Err(SdkError::Protocol(format!(
                 "{} results for a batch of {count}",

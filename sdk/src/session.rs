@@ -246,6 +246,11 @@ impl Ctx<'_> {
                         .send(ConsumerEvent::End(SdkError::Cancelled { reason: c.reason }));
                 }
             }
+            Body::CheckTransaction(c) => {
+                if let Some(tx) = lock(&self.shared.tx_groups).get(&c.group) {
+                    let _ = tx.send(c);
+                }
+            }
             Body::Flow(f) => {
                 tracing::info!(blocked = f.blocked, reason = %f.reason, "flow control");
                 self.shared.flow_blocked.send_replace(f.blocked);
@@ -564,6 +569,11 @@ async fn write_loop(
             reply: None,
         };
         ctx.request(&mut b, sub.into(), waiter);
+    }
+    // Transaction producers answer check-backs on the new session too.
+    let groups: Vec<String> = lock(&ctx.shared.tx_groups).keys().cloned().collect();
+    for group in groups {
+        b.one_way(junction_native::RegisterTransactionGroup { group }.into());
     }
     loop {
         if !b.buf.is_empty() {

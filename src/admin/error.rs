@@ -69,6 +69,7 @@ impl From<CoreError> for ApiError {
         let (status, code) = match &e {
             CoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             CoreError::AccessRefused(_) => (StatusCode::FORBIDDEN, "access_refused"),
+            CoreError::ReadOnly(_) => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
             CoreError::PreconditionFailed(_) => (StatusCode::CONFLICT, "precondition_failed"),
             CoreError::ResourceLocked(_) => (StatusCode::CONFLICT, "resource_locked"),
             CoreError::ResourceLimit(_) => (StatusCode::CONFLICT, "resource_limit"),

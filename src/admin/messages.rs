@@ -259,6 +259,7 @@ pub async fn read(
 pub struct LookupQuery {
     id: Option<String>,
     key: Option<String>,
+    queue: Option<String>,
     begin: Option<i64>,
     end: Option<i64>,
     #[serde(default = "ten")]
@@ -267,8 +268,8 @@ pub struct LookupQuery {
 }
 
 /// `GET /api/messages/{vhost}?id=` or `?key=&begin=&end=`: messages found in the store's index
-/// (newest first), with the queues, partitions and offsets of the vhost where the caller may
-/// read them.
+/// (newest first); `?begin=&end=[&queue=]`: messages stored in that time range (oldest first);
+/// with the queues, partitions and offsets of the vhost where the caller may read them.
 pub async fn lookup(
     State(st): State<AppState>,
     caller: Caller,
@@ -283,7 +284,16 @@ pub async fn lookup(
             begin_ms: q.begin.unwrap_or(0),
             end_ms: q.end.unwrap_or(i64::MAX),
         },
-        _ => return Err(ApiError::bad_request("give exactly one of id and key")),
+        (None, None) if q.begin.is_some() || q.end.is_some() => Lookup::Time {
+            queue: q.queue,
+            begin_ms: q.begin.unwrap_or(0),
+            end_ms: q.end.unwrap_or(i64::MAX),
+        },
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of id and key, or a time range (begin, end)",
+            ))
+        }
     };
     let s = caller.session(&st, &vhost)?;
     let found = st.broker.lookup(&s, &by, q.count.clamp(1, MAX_COUNT))?;

@@ -22,6 +22,7 @@ mod error;
 mod extract;
 mod groups;
 mod json;
+mod limits;
 mod messages;
 mod metrics;
 mod mqtt;
@@ -32,7 +33,7 @@ mod topology;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,15 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/users/{user}", &["get", "put", "delete"]),
     ("/api/permissions", &["get"]),
     ("/api/permissions/{vhost}/{user}", &["get", "put", "delete"]),
+    ("/api/topic-permissions", &["get"]),
+    (
+        "/api/topic-permissions/{vhost}/{user}",
+        &["get", "put", "delete"],
+    ),
+    ("/api/vhost-limits", &["get"]),
+    ("/api/vhost-limits/{vhost}/{name}", &["put", "delete"]),
+    ("/api/user-limits", &["get"]),
+    ("/api/user-limits/{user}/{name}", &["put", "delete"]),
     ("/api/exchanges", &["get"]),
     ("/api/exchanges/{vhost}", &["get"]),
     ("/api/exchanges/{vhost}/{name}", &["get", "put", "delete"]),
@@ -144,6 +154,23 @@ pub fn router(
             get(access::permission)
                 .put(access::put_permission)
                 .delete(access::delete_permission),
+        )
+        .route("/api/topic-permissions", get(limits::topic_permissions))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(limits::user_topic_permissions)
+                .put(limits::put_topic_permission)
+                .delete(limits::delete_topic_permissions),
+        )
+        .route("/api/vhost-limits", get(limits::vhost_limits))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            put(limits::put_vhost_limit).delete(limits::delete_vhost_limit),
+        )
+        .route("/api/user-limits", get(limits::user_limits))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            put(limits::put_user_limit).delete(limits::delete_user_limit),
         )
         .route("/api/exchanges", get(topology::all_exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges))

@@ -96,8 +96,9 @@ pub struct Ha {
     slaves: Mutex<BTreeMap<u64, SlaveState>>,
     /// Slaves the master counts as in sync (acknowledging and caught up).
     in_sync: Mutex<BTreeSet<u64>>,
-    /// The in-sync set the controller has committed (controller mode): a slave leaves the
-    /// set sync publishes wait for only once the controller knows it left.
+    /// The in-sync set the controller has committed, without the master (controller mode;
+    /// `None` with fixed roles): a slave leaves the set sync publishes wait for only once the
+    /// controller knows it left.
     pub(crate) committed_isr: Mutex<Option<BTreeSet<u64>>>,
     /// Log end as of the previous gate refresh.
     prev_end: AtomicU64,
@@ -189,8 +190,9 @@ impl Ha {
             })
             .map(|(id, _)| *id)
             .collect();
+        let committed = lock(&self.committed_isr).clone();
         let mut counted = in_sync.clone();
-        if let Some(c) = lock(&self.committed_isr).as_ref() {
+        if let Some(c) = &committed {
             counted.extend(c.iter().copied());
         }
         *lock(&self.in_sync) = in_sync;
@@ -198,8 +200,14 @@ impl Ha {
             .iter()
             .map(|id| slaves.get(id).map_or(0, |s| s.acked))
             .min();
-        if let Some(min) = min {
-            store.replica_gate().ack(min);
+        match (min, committed) {
+            (Some(min), _) => store.replica_gate().ack(min),
+            // Controller mode, and the controllers know no slave is in sync: they will not
+            // elect one, so the master alone holds what it confirms (RocketMQ 5's
+            // minInSyncReplicas = 1).
+            (None, Some(_)) => store.replica_gate().ack(end),
+            // Fixed roles: a sync master needs a slave.
+            (None, None) => {}
         }
     }
 
@@ -350,14 +358,31 @@ async fn stream_to_slave(
     mut reader: tokio::task::JoinHandle<std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let store = ha.broker.store();
-    let mut tick = tokio::time::interval(TICK);
+    let mut next_tick = Instant::now();
     let mut meta_sent: Option<(u64, Instant)> = None;
     let meta_every = Duration::from_millis(ha.cfg.meta_sync_interval_ms);
+    let mut meta_version = ha.broker.meta_version();
     loop {
-        while let Some((bytes, next)) = store
+        // Under steady load there is always more to send: the tick's work is done in
+        // between, so metadata and heartbeats are never starved.
+        if Instant::now() >= next_tick {
+            meta_version = ha.broker.meta_version();
+            send_meta(ha, wr, &mut meta_sent, meta_every).await?;
+            write_frame(wr, HEARTBEAT, &[&store.log_end().to_le_bytes()]).await?;
+            next_tick = Instant::now() + TICK;
+        }
+        if let Some((bytes, next)) = store
             .read_replica(from, CHUNK)
             .map_err(std::io::Error::other)?
         {
+            // Metadata changed: the slave gets it before any record appended after the
+            // change (a queue's definition before its messages). Checked after the read, so a
+            // record in `bytes` written after a change always finds the change counted.
+            let version = ha.broker.meta_version();
+            if version != meta_version {
+                send_meta(ha, wr, &mut meta_sent, meta_every).await?;
+                meta_version = version;
+            }
             write_frame(
                 wr,
                 DATA,
@@ -368,13 +393,11 @@ async fn stream_to_slave(
             if stop.is_cancelled() {
                 return Ok(());
             }
+            continue;
         }
         tokio::select! {
             _ = store.grown_past(from) => {}
-            _ = tick.tick() => {
-                send_meta(ha, wr, &mut meta_sent, meta_every).await?;
-                write_frame(wr, HEARTBEAT, &[&store.log_end().to_le_bytes()]).await?;
-            }
+            _ = tokio::time::sleep_until(next_tick.into()) => {}
             r = &mut reader => {
                 return r.map_err(std::io::Error::other)?;
             }
@@ -391,6 +414,7 @@ async fn send_meta(
     every: Duration,
 ) -> std::io::Result<()> {
     let m = ha.broker.replicated_meta();
+    let m_queues = m.meta.queues.len();
     let frame = MetaFrame {
         meta_json: serde_json::to_vec(&m.meta).map_err(std::io::Error::other)?,
         offsets: m.offsets,
@@ -403,6 +427,7 @@ async fn send_meta(
         None => true,
     };
     if due {
+        tracing::debug!(queues = m_queues, "ha: sending metadata");
         write_frame(wr, META, &[&bytes]).await?;
         *sent = Some((hash, Instant::now()));
     }
@@ -427,7 +452,7 @@ pub async fn run_slave(
         let result = match addr {
             Some(addr) => tokio::select! {
                 r = slave_session(&ha, &addr, &stop) => r,
-                _ = addr_rx.changed() => Ok(None),
+                () = address_changed(&mut addr_rx) => Ok(None),
                 _ = stop.cancelled() => return SlaveExit::Stopped,
             },
             None => Ok(None),
@@ -442,9 +467,16 @@ pub async fn run_slave(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = addr_rx.changed() => {}
+            () = address_changed(&mut addr_rx) => {}
             _ = stop.cancelled() => return SlaveExit::Stopped,
         }
+    }
+}
+
+/// Resolves when the master's address changes; never, once nobody can change it.
+async fn address_changed(rx: &mut watch::Receiver<Option<String>>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -545,6 +577,10 @@ async fn receive(
                     offsets: m.offsets,
                     retained: m.retained,
                 };
+                tracing::debug!(
+                    queues = r.meta.queues.len(),
+                    "ha: the master's metadata arrived"
+                );
                 if let Err(e) = ha.broker.apply_replicated_meta(r).await {
                     tracing::warn!(error = %e, "ha: applying the master's metadata failed");
                 }

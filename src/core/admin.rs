@@ -49,6 +49,16 @@ pub enum Lookup {
         /// Latest store time, ms since the epoch.
         end_ms: i64,
     },
+    /// Messages stored within `[begin_ms, end_ms]`, oldest first: in one queue, or in every
+    /// queue the requester may read (from the consume queues' time order).
+    Time {
+        /// Only this queue.
+        queue: Option<String>,
+        /// Earliest store time, ms since the epoch.
+        begin_ms: i64,
+        /// Latest store time, ms since the epoch.
+        end_ms: i64,
+    },
 }
 
 /// A message found by [`Broker::lookup`].
@@ -69,6 +79,43 @@ pub struct FoundMessage {
     pub routing_key: String,
     /// The message.
     pub message: Message,
+}
+
+/// Records of `queues` stored within `[begin, end]`, oldest first, each once, at most `max`.
+fn in_time_range(
+    store: &junction_store::Store,
+    queues: &[Arc<QueueHandle>],
+    begin: i64,
+    end: i64,
+    max: usize,
+) -> Vec<junction_store::Record> {
+    let mut found: std::collections::BTreeMap<(i64, u64), junction_store::Record> =
+        std::collections::BTreeMap::new();
+    for q in queues {
+        for p in 0..q.def.partitions {
+            let key = q.key(p);
+            let mut from = store.offset_for_time(key, begin);
+            let mut taken = 0;
+            'partition: while taken < max {
+                let Ok(b) = store.read(key, from, 256) else {
+                    break;
+                };
+                if b.messages.is_empty() {
+                    break;
+                }
+                from = b.next_offset;
+                for m in b.messages {
+                    if m.record.store_ts > end || taken >= max {
+                        break 'partition;
+                    }
+                    taken += 1;
+                    let r = m.record;
+                    found.insert((r.store_ts, r.commitlog_offset), r);
+                }
+            }
+        }
+    }
+    found.into_values().take(max).collect()
 }
 
 async fn summary(q: &Arc<QueueHandle>) -> CoreResult<QueueSummary> {
@@ -376,9 +423,10 @@ impl Broker {
         self.inner.memory_alarm.load(Ordering::Acquire)
     }
 
-    /// Messages of `session`'s vhost found in the store's index by id or key, newest first, at
-    /// most `max`: those stored for at least one queue the session may read. A message stays
-    /// findable after it was consumed, until retention removes its segment.
+    /// Messages of `session`'s vhost found in the store's index by id or key (newest first),
+    /// or by store time (oldest first), at most `max`: those stored for at least one queue the
+    /// session may read, with every position (queue, partition, offset) it has there. A message
+    /// stays findable after it was consumed, until retention removes its segment.
     ///
     /// # Errors
     /// `NotFound` if the vhost was deleted.
@@ -404,6 +452,23 @@ impl Broker {
                 begin_ms,
                 end_ms,
             } => store.lookup_key(key.as_bytes(), *begin_ms, *end_ms, want),
+            Lookup::Time {
+                queue,
+                begin_ms,
+                end_ms,
+            } => {
+                let queues: Vec<Arc<QueueHandle>> = rlock(&vh)
+                    .queues
+                    .values()
+                    .filter(|q| queue.as_ref().is_none_or(|n| *n == q.name))
+                    .filter(|q| session.check(Access::Read, &q.name).is_ok())
+                    .cloned()
+                    .collect();
+                if let Some(n) = queue.as_ref().filter(|_| queues.is_empty()) {
+                    return Err(CoreError::not_found("queue", n));
+                }
+                in_time_range(store, &queues, *begin_ms, *end_ms, max)
+            }
         };
         let mut out = Vec::new();
         for r in records {

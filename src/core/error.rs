@@ -32,6 +32,9 @@ pub enum CoreError {
     /// Publishing is blocked by the disk-low watermark or a memory alarm.
     #[error("publishing blocked: {0}")]
     Blocked(String),
+    /// This broker is a read-only slave of its broker group: writes go to the group's master.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Permission, User};
+use super::auth::{Permission, TopicPermission, User};
 use super::error::CoreResult;
 use super::message::Value;
 
@@ -205,20 +205,64 @@ pub struct Metadata {
     pub queues: Vec<QueueDef>,
     /// Bindings between durable objects.
     pub bindings: Vec<BindingDef>,
+    /// Topic permissions (RabbitMQ's topic authorisation).
+    #[serde(default)]
+    pub topic_permissions: Vec<TopicPermission>,
+    /// Per-vhost limits.
+    #[serde(default)]
+    pub vhost_limits: Vec<VhostLimits>,
+    /// Per-user limits.
+    #[serde(default)]
+    pub user_limits: Vec<UserLimits>,
+}
+
+/// Limits of one vhost (RabbitMQ's `rabbitmqctl set_vhost_limits`); `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VhostLimits {
+    /// Virtual host.
+    pub vhost: String,
+    /// Most client connections to the vhost at once.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// Most queues in the vhost.
+    #[serde(default)]
+    pub max_queues: Option<u64>,
+}
+
+/// Limits of one user (RabbitMQ's `rabbitmqctl set_user_limits`); `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserLimits {
+    /// User name.
+    pub user: String,
+    /// Most connections of the user at once.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// Most AMQP channels of the user at once, over all its connections.
+    #[serde(default)]
+    pub max_channels: Option<u64>,
 }
 
 /// The metadata file.
 #[derive(Debug)]
 pub struct MetaFile {
     path: PathBuf,
+    /// Bumped by every save: replication ships the metadata before any record appended after
+    /// a change.
+    saves: std::sync::atomic::AtomicU64,
 }
 
 impl MetaFile {
     /// The file in `dir`.
     pub fn new(dir: &Path) -> MetaFile {
         MetaFile {
+            saves: std::sync::atomic::AtomicU64::new(0),
             path: dir.join("meta.json"),
         }
+    }
+
+    /// How many times it was saved since open.
+    pub fn saves(&self) -> u64 {
+        self.saves.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Reads it (`None` if absent).
@@ -240,6 +284,7 @@ impl MetaFile {
     /// # Errors
     /// I/O errors.
     pub fn save(&self, m: &Metadata) -> CoreResult<()> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         write_atomic(
             &self.path,
             &serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?,

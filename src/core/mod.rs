@@ -11,8 +11,10 @@
 
 mod admin;
 pub mod auth;
+mod dedup;
 mod error;
 pub mod filter;
+mod limits;
 mod memory;
 pub mod message;
 pub mod meta;
@@ -25,6 +27,7 @@ pub mod schedule;
 mod session;
 mod sysq;
 pub mod topic;
+pub mod transaction;
 mod vhost;
 
 use std::collections::HashMap;
@@ -37,10 +40,10 @@ use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
 pub use admin::{FoundMessage, Lookup, QueueSummary};
-pub use auth::{Access, Credential, Permission, User};
+pub use auth::{Access, Credential, Permission, TopicPermission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
-pub use meta::{ExchangeKind, Overflow, QueueArgs};
+pub use meta::{ExchangeKind, Overflow, QueueArgs, UserLimits, VhostLimits};
 pub use queue::{
     ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, RetryPolicy, Settle, StartFrom,
     DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
@@ -52,6 +55,7 @@ pub use session::{
     BindingDecl, ClientInfo, ConsumerTag, Delivery, ExchangeDecl, PublishOptions, Published,
     QueueDecl, QueueInfo, ReadResult, Routed, Session, SessionEvent, StoredMessage,
 };
+pub use transaction::{TxCheck, TxConfig, TxOutcome};
 
 use meta::{BindingDef, ExchangeDef, MetaFile, Metadata, QueueDef};
 use queue::{QueueCmd, QueueHandle};
@@ -74,6 +78,8 @@ pub struct CoreConfig {
     /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
     /// cluster: a slave receives records before the metadata naming their queue).
     pub keep_unknown_queues: bool,
+    /// Transactional messages: check-backs and the default outcome.
+    pub transactions: transaction::TxConfig,
 }
 
 impl CoreConfig {
@@ -86,6 +92,7 @@ impl CoreConfig {
             default_user: ("guest".into(), "guest".into()),
             memory_high_watermark: 0.4,
             keep_unknown_queues: false,
+            transactions: transaction::TxConfig::default(),
         }
     }
 }
@@ -116,6 +123,10 @@ pub struct BrokerInner {
     read_only: std::sync::atomic::AtomicBool,
     read_only_why: Mutex<String>,
     data_dir: PathBuf,
+    /// Idempotent producers' recent sequences.
+    pub(crate) producers: dedup::Producers,
+    /// Transactions awaiting their outcome.
+    pub(crate) transactions: Arc<transaction::Transactions>,
 }
 
 impl std::fmt::Debug for BrokerInner {
@@ -189,6 +200,11 @@ impl Broker {
         metafile.save(&meta)?;
 
         let schedule = Arc::new(schedule::Scheduler::open(&store, &cfg.data_dir)?);
+        let transactions = Arc::new(transaction::Transactions::open(
+            &store,
+            &cfg.data_dir,
+            cfg.transactions.clone(),
+        )?);
         let inner = Arc::new_cyclic(|me| BrokerInner {
             store: Arc::new(store),
             vhosts: RwLock::new(HashMap::new()),
@@ -208,7 +224,12 @@ impl Broker {
             read_only: std::sync::atomic::AtomicBool::new(false),
             read_only_why: Mutex::new(String::new()),
             data_dir: cfg.data_dir.clone(),
+            producers: dedup::Producers::default(),
+            transactions,
         });
+        inner
+            .tasks
+            .spawn(transaction::run(Arc::downgrade(&inner), inner.stop.clone()));
         inner
             .tasks
             .spawn(schedule::run(Arc::downgrade(&inner), inner.stop.clone()));
@@ -242,6 +263,14 @@ impl Broker {
                 }
             }
         }
+        let names: HashMap<u32, (String, String)> = meta
+            .queues
+            .iter()
+            .map(|q| (q.id, (q.vhost.clone(), q.name.clone())))
+            .collect();
+        inner
+            .producers
+            .rebuild(&inner.store, |id| names.get(&id).cloned());
         // Consume queues of transient (or deleted) queues from an earlier run.
         for key in inner.store.queues() {
             if !live_ids.contains(&key.queue)
@@ -307,7 +336,16 @@ impl Broker {
         client_id: &str,
     ) -> CoreResult<Session> {
         let mut s = self.open_session(user, credential, vhost, peer, protocol, client_id)?;
-        s.conn = Some(self.inner.connections.register(s.id, s.info().clone()));
+        let (per_user, per_vhost) = self.connection_limits(user, vhost);
+        let link = self
+            .inner
+            .connections
+            .register_within(s.id, s.info().clone(), per_user, per_vhost)
+            .map_err(|why| {
+                tracing::info!(user, vhost, protocol, peer = ?peer, why = %why, "connection refused");
+                CoreError::ResourceLimit(why)
+            })?;
+        s.conn = Some(link);
         Ok(s)
     }
 
@@ -353,7 +391,7 @@ impl Broker {
                 .iter()
                 .find(|p| p.user == user && p.vhost == vhost)
                 .ok_or_else(|| refused("no permissions on this vhost"))?;
-            auth::Grants::new(p)
+            auth::Grants::new(p).with_topics(&meta.topic_permissions, user, vhost, client_id)
         };
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let info = ClientInfo {
@@ -687,6 +725,7 @@ impl BrokerInner {
         if d.durable && !d.exclusive {
             self.check_writable()?;
         }
+        self.check_queue_limit(vhost, rlock(&vh).queues.len())?;
         let def = QueueDef {
             vhost: vhost.into(),
             name: d.name.clone(),
@@ -815,6 +854,20 @@ impl BrokerInner {
         rk: &str,
         msg: &Message,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        self.publish_checked_ext(vh, exchange, rk, msg, &[], None)
+    }
+
+    /// [`BrokerInner::publish_checked`], with system queues the record also goes to (only if a
+    /// queue of the vhost takes it) and what `ext` says about it.
+    fn publish_checked_ext(
+        &self,
+        vh: &VHostRef,
+        exchange: &str,
+        rk: &str,
+        msg: &Message,
+        extra: &[junction_store::QueueKey],
+        ext: Option<message::MetaExt>,
+    ) -> CoreResult<(Vec<Routed>, u64)> {
         let queues = {
             let st = rlock(vh);
             if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
@@ -825,7 +878,10 @@ impl BrokerInner {
             st.route(exchange, rk, &msg.properties)
                 .ok_or_else(|| CoreError::not_found("exchange", exchange))?
         };
-        self.store_routed(queues, exchange, rk, msg)
+        if queues.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        self.store_routed_ext(queues, exchange, rk, msg, extra, ext)
     }
 
     /// Routes and stores a message; returns where it went and the CommitLog end to wait on for
@@ -937,6 +993,7 @@ impl BrokerInner {
         tag_hash: u64,
         body: &[u8],
     ) -> CoreResult<junction_store::Appended> {
+        self.check_writable()?;
         let props = meta.encode();
         let p = &meta.properties;
         let keys: Vec<&[u8]> = p.keys.iter().map(|k| k.as_bytes()).collect();

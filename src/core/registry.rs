@@ -101,6 +101,50 @@ impl Connections {
         }
     }
 
+    /// As [`Connections::register`], refused (with the reason) when the user already has
+    /// `per_user` connections or the vhost `per_vhost`. Counted under the registry's lock, so
+    /// connections opening at once cannot all slip under a limit.
+    pub(crate) fn register_within(
+        self: &Arc<Self>,
+        id: u64,
+        info: ClientInfo,
+        per_user: Option<u64>,
+        per_vhost: Option<u64>,
+    ) -> Result<ConnLink, String> {
+        if per_user.is_none() && per_vhost.is_none() {
+            return Ok(self.register(id, info));
+        }
+        let map = lock(&self.map);
+        let (mut users, mut vhosts) = (0u64, 0u64);
+        for e in map.values() {
+            users += u64::from(e.info.user == info.user);
+            vhosts += u64::from(e.info.vhost == info.vhost);
+        }
+        if let Some(max) = per_user.filter(|m| users >= *m) {
+            return Err(format!(
+                "connection limit ({max}) of user '{}' is reached",
+                info.user
+            ));
+        }
+        if let Some(max) = per_vhost.filter(|m| vhosts >= *m) {
+            return Err(format!(
+                "connection limit ({max}) of vhost '{}' is reached",
+                info.vhost
+            ));
+        }
+        drop(map);
+        Ok(self.register(id, info))
+    }
+
+    /// Open channels (sessions beyond each connection's first) of `user`'s connections.
+    pub(crate) fn channels_of(&self, user: &str) -> u64 {
+        lock(&self.map)
+            .values()
+            .filter(|e| e.info.user == user)
+            .map(|e| u64::from(e.sessions.load(Ordering::Relaxed).saturating_sub(1)))
+            .sum()
+    }
+
     /// Every open connection, oldest first.
     pub(crate) fn list(&self) -> Vec<ConnectionInfo> {
         lock(&self.map)

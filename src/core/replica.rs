@@ -35,8 +35,8 @@ impl BrokerInner {
             return Ok(());
         }
         let why = lock(&self.read_only_why).clone();
-        Err(CoreError::AccessRefused(format!(
-            "read-only: {why}; publish to the master of this broker group"
+        Err(CoreError::ReadOnly(format!(
+            "{why}; publish to the master of this broker group"
         )))
     }
 }
@@ -80,6 +80,11 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Changes whenever the durable metadata changes (a counter of `meta.json` saves).
+    pub fn meta_version(&self) -> u64 {
+        self.inner.metafile.saves()
     }
 
     /// The durable state to ship to slaves: what `meta.json`, the offsets files and

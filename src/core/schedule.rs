@@ -237,6 +237,9 @@ impl BrokerInner {
     /// Publishes messages that are due, a few batches at a time (the task goes round again at
     /// once while more are due, so a backlog after a restart does not hold a runtime thread).
     fn fire_due(&self) {
+        if self.read_only.load(std::sync::atomic::Ordering::Acquire) {
+            return; // a slave: its master fires them
+        }
         for _ in 0..8 {
             let batch = self.schedule.take_due(now_ms());
             if batch.is_empty() {

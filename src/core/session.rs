@@ -190,6 +190,9 @@ pub struct Published {
     pub routed: Vec<Routed>,
     /// A delayed message: stored, and routed at this time (ms since the epoch).
     pub scheduled_at: Option<i64>,
+    /// An idempotent producer's sequence that was stored before: nothing was stored now, and
+    /// `routed` says where the original went.
+    pub duplicate: bool,
 }
 
 impl Published {
@@ -206,6 +209,9 @@ pub struct PublishOptions {
     /// headers `x-delay` / `AMQ_SCHEDULED_DELAY` (ms from now) are read instead; a time not in
     /// the future means now.
     pub deliver_at_ms: Option<i64>,
+    /// An idempotent producer's id and this message's sequence number: a sequence already
+    /// stored for this producer (in this vhost) is not stored again.
+    pub producer: Option<(String, u64)>,
 }
 
 /// A message read by offset.
@@ -349,6 +355,16 @@ impl Session {
         s
     }
 
+    /// As [`Session::open_sibling`], for an AMQP channel: refused with `ResourceLimit` when
+    /// the user's channels over all its connections reach its `max_channels` limit.
+    ///
+    /// # Errors
+    /// `ResourceLimit`.
+    pub fn try_open_sibling(&self) -> CoreResult<Session> {
+        super::limits::check_channel_limit(&self.broker, &self.info.user)?;
+        Ok(self.open_sibling())
+    }
+
     /// Who this session is.
     pub fn info(&self) -> &ClientInfo {
         &self.info
@@ -381,6 +397,23 @@ impl Session {
                 self.info.vhost, self.info.user
             )))
         }
+    }
+
+    /// Checks the topic permissions (publish: `Write` on the routing key; bind: `Read` on the
+    /// binding key), in RabbitMQ's words.
+    pub(crate) fn check_topic(&self, access: Access, exchange: &str, key: &str) -> CoreResult<()> {
+        if self.grants.allows_topic(access, exchange, key) {
+            return Ok(());
+        }
+        let what = if access == Access::Write {
+            "write"
+        } else {
+            "read"
+        };
+        Err(CoreError::AccessRefused(format!(
+            "{what} access to topic '{key}' in exchange '{exchange}' in vhost '{}' refused for user '{}'",
+            self.info.vhost, self.info.user
+        )))
     }
 
     /// Declares (or checks) an exchange.
@@ -539,6 +572,7 @@ impl Session {
     pub fn bind(&mut self, b: BindingDecl) -> CoreResult<()> {
         self.check(Access::Write, &b.destination)?;
         self.check(Access::Read, &b.exchange)?;
+        self.check_topic(Access::Read, &b.exchange, &b.routing_key)?;
         if !b.destination_is_exchange {
             self.queue(&b.destination)?;
         }
@@ -632,6 +666,9 @@ impl Session {
             self.check(Access::Write, exchange)?;
             self.write_ok = Some(exchange.to_string());
         }
+        if self.grants.has_topic_rules() {
+            self.check_topic(Access::Write, exchange, routing_key)?;
+        }
         if let Some(uid) = &msg.properties.user_id {
             if uid != &self.info.user {
                 return Err(CoreError::PreconditionFailed(format!(
@@ -655,9 +692,42 @@ impl Session {
                     .schedule_message(&self.info.vhost, exchange, routing_key, msg, due)?;
             return Ok(self.published(Vec::new(), end, Some(due)));
         }
-        let (routed, end) = self
-            .broker
-            .publish_checked(&self.vhost, exchange, routing_key, msg)?;
+        let (routed, end) = match &opts.producer {
+            Some((producer, seq)) => {
+                let state = self.broker.producers.get(&self.info.vhost, producer);
+                let mut st = super::lock(&state);
+                match st.check(producer, *seq)? {
+                    super::dedup::Seen::Duplicate(routed) => {
+                        drop(st);
+                        // The original may still be on its way to the disk: confirm after it.
+                        let end = self.broker.store.stats().log_end;
+                        let mut p = self.published(routed, end, None);
+                        p.duplicate = true;
+                        return Ok(p);
+                    }
+                    super::dedup::Seen::New => {
+                        let ext = super::message::MetaExt {
+                            vhost: Some(self.info.vhost.clone()),
+                            producer: Some((producer.clone(), *seq)),
+                            ..super::message::MetaExt::default()
+                        };
+                        let (routed, end) = self.broker.publish_checked_ext(
+                            &self.vhost,
+                            exchange,
+                            routing_key,
+                            msg,
+                            &[super::sysq::PRODUCERS],
+                            Some(ext),
+                        )?;
+                        st.stored(*seq, routed.clone());
+                        (routed, end)
+                    }
+                }
+            }
+            None => self
+                .broker
+                .publish_checked(&self.vhost, exchange, routing_key, msg)?,
+        };
         if msg.properties.retain {
             self.broker.retained.set(
                 &self.info.vhost,
@@ -668,6 +738,59 @@ impl Session {
             );
         }
         Ok(self.published(routed, end, None))
+    }
+
+    /// Publishes a transactional half message of producer group `group`: stored, delivered
+    /// only if [`Session::end_transaction`] commits it. Returns the transaction id and the
+    /// publish sequence number whose [`SessionEvent::Confirmed`] says it is stored.
+    ///
+    /// # Errors
+    /// As [`Session::publish`].
+    pub fn publish_half(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+        group: &str,
+    ) -> CoreResult<(u64, u64)> {
+        self.check(Access::Write, exchange)?;
+        if let Some(uid) = &msg.properties.user_id {
+            if uid != &self.info.user {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "user_id '{uid}' does not match the authenticated user '{}'",
+                    self.info.user
+                )));
+            }
+        }
+        self.broker.check_publishable(&self.vhost, exchange)?;
+        let (id, end) =
+            self.broker
+                .prepare_transaction(&self.info.vhost, exchange, routing_key, msg, group)?;
+        let p = self.published(Vec::new(), end, None);
+        Ok((id, p.seq))
+    }
+
+    /// Ends transaction `id` (of this vhost): a commit delivers its message (`routed` says
+    /// where), a rollback drops it, `Unknown` leaves it to the check-back. The result's
+    /// sequence number is confirmed once the outcome is stored.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown transaction; store errors.
+    pub fn end_transaction(&mut self, id: u64, outcome: super::TxOutcome) -> CoreResult<Published> {
+        let (routed, end) = self.broker.end_transaction(&self.info.vhost, id, outcome)?;
+        Ok(self.published(routed, end, None))
+    }
+
+    /// This session answers the check-backs of producer group `group`: they are sent to
+    /// `checks` (until its receiver is dropped), round robin among the group's sessions.
+    pub fn register_transaction_group(
+        &mut self,
+        group: &str,
+        checks: mpsc::UnboundedSender<super::TxCheck>,
+    ) {
+        self.broker
+            .transactions
+            .register(&self.info.vhost, group, self.id, checks);
     }
 
     /// Counts a stored publish and arranges its confirm once `end` is stored.
@@ -686,6 +809,7 @@ impl Session {
             seq,
             routed,
             scheduled_at,
+            duplicate: false,
         }
     }
 

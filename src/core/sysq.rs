@@ -4,6 +4,9 @@
 //! | queue | id | what its records are | consume-queue tag hash |
 //! |---|---|---|---|
 //! | schedule | [`SCHEDULE`] | delayed messages, until due (RocketMQ's `SCHEDULE_TOPIC_XXXX`) | due time, ms |
+//! | half | [`TXN_HALF`] | transactional half messages (`RMQ_SYS_TRANS_HALF_TOPIC`) | 0 |
+//! | op | [`TXN_OP`] | transaction outcomes: the committed message itself, or a rollback marker (`RMQ_SYS_TRANS_OP_HALF_TOPIC`) | the message's tag |
+//! | producers | [`PRODUCERS`] | messages of idempotent producers (a second target of the message's own record) | the message's tag |
 //!
 //! Their ids sit at the top of the id space, which queue ids handed out by the metadata never
 //! reach, and their records carry the vhost they belong to in [`super::message::MetaExt`].
@@ -20,6 +23,12 @@ use serde::{Deserialize, Serialize};
 pub(crate) const SYSTEM_BASE: u32 = 0xFFFF_FF00;
 /// Delayed messages, until due.
 pub(crate) const SCHEDULE: QueueKey = QueueKey::new(SYSTEM_BASE, 0);
+/// Transactional half messages.
+pub(crate) const TXN_HALF: QueueKey = QueueKey::new(SYSTEM_BASE + 1, 0);
+/// Transaction outcomes.
+pub(crate) const TXN_OP: QueueKey = QueueKey::new(SYSTEM_BASE + 2, 0);
+/// Messages of idempotent producers.
+pub(crate) const PRODUCERS: QueueKey = QueueKey::new(SYSTEM_BASE + 3, 0);
 
 /// Whether a store queue id is a system queue's.
 pub(crate) fn is_system(queue: u32) -> bool {

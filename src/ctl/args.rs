@@ -62,6 +62,12 @@ pub(super) enum CtlCommand {
     /// Permissions on the vhost.
     #[command(subcommand)]
     Permissions(PermissionCmd),
+    /// Topic permissions on the vhost (regular expressions on routing keys per exchange).
+    #[command(subcommand)]
+    TopicPermissions(TopicPermissionCmd),
+    /// Connection, channel and queue limits of vhosts and users.
+    #[command(subcommand)]
+    Limits(LimitCmd),
     /// Virtual hosts.
     #[command(subcommand)]
     Vhosts(VhostCmd),
@@ -271,6 +277,61 @@ pub(super) enum PermissionCmd {
         /// User.
         #[arg(value_name = "USER")]
         who: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TopicPermissionCmd {
+    /// Lists every topic permission.
+    List,
+    /// Sets a user's topic permission on one exchange of the vhost.
+    Set {
+        /// User.
+        #[arg(value_name = "USER")]
+        who: String,
+        /// Exchange the patterns apply to.
+        #[arg(long, default_value = "amq.topic")]
+        exchange: String,
+        /// Routing keys the user may publish with ({username}, {vhost}, {client_id} expand).
+        #[arg(long, default_value = ".*")]
+        write: String,
+        /// Binding keys the user may subscribe with.
+        #[arg(long, default_value = ".*")]
+        read: String,
+    },
+    /// Removes a user's topic permissions on the vhost (one exchange's with --exchange).
+    Clear {
+        /// User.
+        #[arg(value_name = "USER")]
+        who: String,
+        /// Only this exchange's.
+        #[arg(long)]
+        exchange: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum LimitCmd {
+    /// Lists every vhost's and user's limits.
+    List,
+    /// Sets a limit of the vhost: max-connections or max-queues (negative: none).
+    Vhost {
+        /// `max-connections` or `max-queues`.
+        name: String,
+        /// The limit.
+        #[arg(allow_hyphen_values = true)]
+        value: i64,
+    },
+    /// Sets a limit of a user: max-connections or max-channels (negative: none).
+    User {
+        /// User.
+        #[arg(value_name = "USER")]
+        who: String,
+        /// `max-connections` or `max-channels`.
+        name: String,
+        /// The limit.
+        #[arg(allow_hyphen_values = true)]
+        value: i64,
     },
 }
 

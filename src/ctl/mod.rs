@@ -8,6 +8,7 @@
 mod args;
 mod client;
 mod definitions;
+mod limits;
 mod progress;
 
 use std::io::Read;
@@ -200,6 +201,8 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Bindings(cmd) => bindings(&c, &v, cmd)?,
         CtlCommand::Users(cmd) => users(&c, cmd)?,
         CtlCommand::Permissions(cmd) => permissions(&c, &v, cmd)?,
+        CtlCommand::TopicPermissions(cmd) => limits::topic_permissions(&c, &v, cmd)?,
+        CtlCommand::Limits(cmd) => limits::limits(&c, &v, cmd)?,
         CtlCommand::Vhosts(cmd) => vhosts(&c, cmd)?,
         CtlCommand::Connections(cmd) => connections(&c, cmd)?,
         CtlCommand::Groups(cmd) => groups(&c, &v, cmd)?,

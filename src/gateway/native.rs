@@ -24,8 +24,8 @@ use wire::{Body, ErrorCode, Frame};
 use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Credential, Delivery, ExchangeDecl, ExchangeKind,
-    Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent, Settle,
-    StartFrom, Value,
+    Lookup, Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent,
+    Settle, StartFrom, TxCheck, TxOutcome, Value,
 };
 
 /// Connection settings the gateway needs.
@@ -57,7 +57,7 @@ impl Default for Settings {
 pub fn error_code(e: &CoreError) -> ErrorCode {
     match e {
         CoreError::NotFound { .. } => ErrorCode::NotFound,
-        CoreError::AccessRefused(_) => ErrorCode::AccessRefused,
+        CoreError::AccessRefused(_) | CoreError::ReadOnly(_) => ErrorCode::AccessRefused,
         CoreError::PreconditionFailed(_) | CoreError::Invalid(_) => ErrorCode::PreconditionFailed,
         CoreError::ResourceLocked(_) => ErrorCode::ResourceLocked,
         CoreError::ResourceLimit(_) | CoreError::Blocked(_) => ErrorCode::ResourceError,
@@ -167,18 +167,35 @@ enum Pending {
         seq: u64,
         request_id: u32,
         routes: Vec<wire::Route>,
+        duplicate: bool,
     },
     Batch {
         seq: u64,
         request_id: u32,
         routes: Vec<Vec<wire::Route>>,
     },
+    /// A transactional half message.
+    Half {
+        seq: u64,
+        request_id: u32,
+        transaction_id: u64,
+    },
 }
 
 impl Pending {
     fn seq(&self) -> u64 {
         match self {
-            Pending::One { seq, .. } | Pending::Batch { seq, .. } => *seq,
+            Pending::One { seq, .. } | Pending::Batch { seq, .. } | Pending::Half { seq, .. } => {
+                *seq
+            }
+        }
+    }
+
+    fn request_id(&self) -> u32 {
+        match self {
+            Pending::One { request_id, .. }
+            | Pending::Batch { request_id, .. }
+            | Pending::Half { request_id, .. } => *request_id,
         }
     }
 }
@@ -258,6 +275,8 @@ pub async fn serve(
         consumers: HashMap::new(),
         by_tag: HashMap::new(),
         next_consumer: 1,
+        checks: None,
+        checks_tx: None,
     };
     c.conn.decoder = wire::Decoder::new(settings.max_frame);
     async move {
@@ -364,6 +383,9 @@ struct Connection {
     consumers: HashMap<u32, String>,
     by_tag: HashMap<String, u32>,
     next_consumer: u32,
+    /// Check-backs for the transaction groups this connection registered.
+    checks: Option<tokio::sync::mpsc::UnboundedReceiver<TxCheck>>,
+    checks_tx: Option<tokio::sync::mpsc::UnboundedSender<TxCheck>>,
 }
 
 enum Flow {
@@ -411,6 +433,20 @@ impl Connection {
                         Flow::Continue
                     }
                     None => Flow::Close,
+                },
+                check = next_check(&mut self.checks) => {
+                    if let Some(c) = check {
+                        self.conn.push(0, wire::CheckTransaction {
+                            transaction_id: c.transaction_id,
+                            group: c.group,
+                            checks: c.checks,
+                            exchange: c.exchange,
+                            routing_key: c.routing_key,
+                            properties: props_out(&c.message.properties),
+                            body: c.message.body,
+                        });
+                    }
+                    Flow::Continue
                 },
                 _ = tick.tick() => {
                     if !heartbeat.is_zero() {
@@ -587,6 +623,57 @@ impl Connection {
                         end_offset: r.end_offset,
                     }))
                 }),
+            Body::Lookup(l) => self.lookup(l),
+            Body::PublishHalf(h) => {
+                let msg = Message {
+                    properties: props_in(h.properties),
+                    body: h.body,
+                };
+                self.session
+                    .publish_half(&h.exchange, &h.routing_key, &msg, &h.group)
+                    .inspect_err(|e| self.on_publish_error(e))
+                    .map(|(transaction_id, seq)| {
+                        self.pending.push_back(Pending::Half {
+                            seq,
+                            request_id: id,
+                            transaction_id,
+                        });
+                        None
+                    })
+            }
+            Body::EndTransaction(e) => {
+                let outcome = match e.state {
+                    wire::TransactionState::Commit => TxOutcome::Commit,
+                    wire::TransactionState::Rollback => TxOutcome::Rollback,
+                    wire::TransactionState::Unknown => TxOutcome::Unknown,
+                };
+                self.session
+                    .end_transaction(e.transaction_id, outcome)
+                    .map(|p| {
+                        if id != 0 {
+                            self.pending.push_back(Pending::One {
+                                seq: p.seq,
+                                request_id: id,
+                                routes: routes_out(p.routed),
+                                duplicate: false,
+                            });
+                        }
+                        None
+                    })
+            }
+            Body::RegisterTransactionGroup(g) => {
+                let tx = match &self.checks_tx {
+                    Some(tx) => tx.clone(),
+                    None => {
+                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                        self.checks = Some(rx);
+                        self.checks_tx = Some(tx.clone());
+                        tx
+                    }
+                };
+                self.session.register_transaction_group(&g.group, tx);
+                Ok(Some(Body::Ok))
+            }
             Body::Redrive(r) => self
                 .session
                 .redrive(&r.queue, r.max)
@@ -620,6 +707,7 @@ impl Connection {
     fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
         let opts = PublishOptions {
             deliver_at_ms: p.properties.deliver_at_ms,
+            producer: p.producer,
         };
         let msg = Message {
             properties: props_in(p.properties),
@@ -649,6 +737,7 @@ impl Connection {
                 seq: published.seq,
                 request_id: id,
                 routes,
+                duplicate: published.duplicate,
             });
         }
         Ok(None)
@@ -661,6 +750,7 @@ impl Connection {
             let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
             let opts = PublishOptions {
                 deliver_at_ms: m.properties.deliver_at_ms,
+                ..PublishOptions::default()
             };
             let msg = Message {
                 properties: props_in(m.properties),
@@ -750,6 +840,54 @@ impl Connection {
         })))
     }
 
+    fn lookup(&mut self, l: wire::Lookup) -> Result<Option<Body>, CoreError> {
+        let by = match l.by {
+            wire::LookupBy::Id(id) => Lookup::Id(id),
+            wire::LookupBy::Key {
+                key,
+                begin_ms,
+                end_ms,
+            } => Lookup::Key {
+                key,
+                begin_ms,
+                end_ms,
+            },
+            wire::LookupBy::Time {
+                queue,
+                begin_ms,
+                end_ms,
+            } => Lookup::Time {
+                queue: (!queue.is_empty()).then_some(queue),
+                begin_ms,
+                end_ms,
+            },
+        };
+        let max = (l.max as usize).clamp(1, 1000);
+        let found = self.broker.lookup(&self.session, &by, max)?;
+        let messages = found
+            .into_iter()
+            .map(|m| wire::FoundMessage {
+                commitlog_offset: m.commitlog_offset,
+                store_ts: m.store_ts,
+                born_ts: m.born_ts,
+                exchange: m.exchange,
+                routing_key: m.routing_key,
+                positions: m
+                    .queues
+                    .into_iter()
+                    .map(|(queue, partition, offset)| wire::Route {
+                        queue,
+                        partition,
+                        offset,
+                    })
+                    .collect(),
+                properties: props_out(&m.message.properties),
+                body: m.message.body,
+            })
+            .collect();
+        Ok(Some(Body::Found(wire::Found { messages })))
+    }
+
     fn settle(&mut self, ids: &[u64], how: Settle) -> Result<Option<Body>, CoreError> {
         self.session.settle_many(ids, how).map(|()| None)
     }
@@ -761,25 +899,36 @@ impl Connection {
                 while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
                     match self.pending.pop_front() {
                         Some(Pending::One {
-                            request_id, routes, ..
-                        }) => self
-                            .conn
-                            .push(request_id, wire::Published { results: routes }),
+                            request_id,
+                            routes,
+                            duplicate,
+                            ..
+                        }) => self.conn.push(
+                            request_id,
+                            wire::Published {
+                                results: routes,
+                                duplicate,
+                            },
+                        ),
                         Some(Pending::Batch {
                             request_id, routes, ..
                         }) => self
                             .conn
                             .push(request_id, wire::PublishedBatch { results: routes }),
+                        Some(Pending::Half {
+                            request_id,
+                            transaction_id,
+                            ..
+                        }) => self
+                            .conn
+                            .push(request_id, wire::HalfStored { transaction_id }),
                         None => break,
                     }
                 }
             }
             SessionEvent::ConfirmFailed { up_to } => {
                 while self.pending.front().is_some_and(|p| p.seq() <= up_to) {
-                    if let Some(
-                        Pending::One { request_id, .. } | Pending::Batch { request_id, .. },
-                    ) = self.pending.pop_front()
-                    {
+                    if let Some(request_id) = self.pending.pop_front().map(|p| p.request_id()) {
                         self.conn.error(
                             request_id,
                             ErrorCode::InternalError,
@@ -845,6 +994,27 @@ impl Connection {
             },
         );
     }
+}
+
+/// The next check-back for this connection's transaction groups (pending forever without).
+async fn next_check(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<TxCheck>>,
+) -> Option<TxCheck> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn routes_out(routed: Vec<crate::core::Routed>) -> Vec<wire::Route> {
+    routed
+        .into_iter()
+        .map(|r| wire::Route {
+            queue: r.queue,
+            partition: r.partition,
+            offset: r.offset,
+        })
+        .collect()
 }
 
 fn binding_in(b: wire::Binding) -> BindingDecl {

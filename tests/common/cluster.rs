@@ -89,6 +89,28 @@ impl Proc {
         }
     }
 
+    /// Controller `id` of `peers` (`id=host:port,...`), replacing brokers silent for
+    /// `timeout_ms`, on a fresh temporary directory.
+    pub fn controller(id: u64, peers: &str, timeout_ms: u64) -> Proc {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
+        cmd.args(["controller", "--id", &id.to_string(), "--peers", peers])
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .arg("--broker-timeout-ms")
+            .arg(timeout_ms.to_string());
+        let name = format!("controller-{id}");
+        let (child, listeners, logs) = spawn(&name, cmd);
+        Proc {
+            child: Some(child),
+            listeners,
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            logs,
+            name,
+        }
+    }
+
     /// A broker with `cluster` as its `[cluster]` section, on a fresh temporary directory.
     pub fn broker(name: &str, cluster: &str) -> Proc {
         let tmp = tempfile::tempdir().unwrap();
@@ -217,6 +239,16 @@ impl Drop for Proc {
         }
         self.kill();
     }
+}
+
+/// A port free on 127.0.0.1 right now (for processes that must know each other's addresses
+/// before they start, as Raft peers do).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `GET http://addr/path` as JSON (`None` on any failure or non-2xx answer).

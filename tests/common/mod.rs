@@ -152,6 +152,11 @@ impl TestBroker {
         }
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Everything the broker logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()

@@ -158,6 +158,19 @@ messages! {
     PublishedBatch(PublishedBatch) = 0x24, Server;
     /// `0x25` server push: publishers should pause or may resume ([`Flow`]).
     Flow(Flow) = 0x25, Server;
+    /// `0x26` client -> server: publish a transactional half message ([`PublishHalf`]);
+    /// answered by `HalfStored`.
+    PublishHalf(PublishHalf) = 0x26, Client;
+    /// `0x27` server -> client: the half message is stored ([`HalfStored`]).
+    HalfStored(HalfStored) = 0x27, Server;
+    /// `0x28` client -> server: a transaction's outcome ([`EndTransaction`]); answered by
+    /// `Published` (request id 0: no answer).
+    EndTransaction(EndTransaction) = 0x28, Client;
+    /// `0x29` server -> client push: a check-back ([`CheckTransaction`]).
+    CheckTransaction(CheckTransaction) = 0x29, Server;
+    /// `0x2A` client -> server: answer check-backs of a producer group
+    /// ([`RegisterTransactionGroup`]); answered by `Ok`.
+    RegisterTransactionGroup(RegisterTransactionGroup) = 0x2A, Client;
 
     /// `0x30` client -> server: start a consumer ([`Subscribe`]); answered by `Subscribed`.
     Subscribe(Subscribe) = 0x30, Client;
@@ -188,6 +201,11 @@ messages! {
     QueryOffset(QueryOffset) = 0x42, Client;
     /// `0x43` server -> client: the offset found ([`Offset`]).
     Offset(Offset) = 0x43, Server;
+    /// `0x44` client -> server: find messages by id, key or time ([`Lookup`]); answered by
+    /// `Found`.
+    Lookup(Lookup) = 0x44, Client;
+    /// `0x45` server -> client: the messages found ([`Found`]).
+    Found(Found) = 0x45, Server;
     /// `0x46` client -> server: move a dead-letter queue's messages back to their group's
     /// retry queue ([`Redrive`]); answered by `Deleted` (the number moved).
     Redrive(Redrive) = 0x46, Client;
@@ -231,7 +249,9 @@ from_payloads! {
     Nack => Nack, SetPrefetch => SetPrefetch, Deliver => Deliver, Assignment => Assignment,
     Cancelled => Cancelled,
     Pull => Pull, Pulled => Pulled, QueryOffset => QueryOffset, Offset => Offset,
-    Redrive => Redrive,
+    Lookup => Lookup, Found => Found, Redrive => Redrive,
+    PublishHalf => PublishHalf, HalfStored => HalfStored, EndTransaction => EndTransaction,
+    CheckTransaction => CheckTransaction, RegisterTransactionGroup => RegisterTransactionGroup,
 }
 
 #[cfg(test)]
@@ -240,7 +260,7 @@ mod tests {
 
     #[test]
     fn opcode_table_is_sorted_and_round_trips() {
-        assert_eq!(Opcode::ALL.len(), 36);
+        assert_eq!(Opcode::ALL.len(), 43);
         for pair in Opcode::ALL.windows(2) {
             assert!(pair[0] < pair[1]);
         }

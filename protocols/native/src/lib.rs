@@ -75,6 +75,11 @@
 //! | `0x23` | `PublishBatch`    | C    | [`PublishBatch`]    | `PublishedBatch` |
 //! | `0x24` | `PublishedBatch`  | S    | [`PublishedBatch`]  | |
 //! | `0x25` | `Flow`            | S push | [`Flow`]          | |
+//! | `0x26` | `PublishHalf`     | C    | [`PublishHalf`]     | `HalfStored` |
+//! | `0x27` | `HalfStored`      | S    | [`HalfStored`]      | |
+//! | `0x28` | `EndTransaction`  | C    | [`EndTransaction`]  | `Published` (none with request id 0) |
+//! | `0x29` | `CheckTransaction`| S push | [`CheckTransaction`] | |
+//! | `0x2A` | `RegisterTransactionGroup` | C | [`RegisterTransactionGroup`] | `Ok` |
 //! | `0x30` | `Subscribe`       | C    | [`Subscribe`]       | `Subscribed` |
 //! | `0x31` | `Subscribed`      | S    | [`Subscribed`]      | |
 //! | `0x32` | `Unsubscribe`     | C    | [`Unsubscribe`]     | `Ok` |
@@ -88,6 +93,8 @@
 //! | `0x41` | `Pulled`          | S    | [`Pulled`]          | |
 //! | `0x42` | `QueryOffset`     | C    | [`QueryOffset`]     | `Offset` |
 //! | `0x43` | `Offset`          | S    | [`Offset`]          | |
+//! | `0x44` | `Lookup`          | C    | [`Lookup`]          | `Found` |
+//! | `0x45` | `Found`           | S    | [`Found`]           | |
 //! | `0x46` | `Redrive`         | C    | [`Redrive`]         | `Deleted` (messages moved) |
 //!
 //! Any request may instead be answered by `Error`. Opcode `0x00` and every byte not listed

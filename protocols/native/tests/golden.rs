@@ -80,6 +80,7 @@ fn publish_with_properties() {
                 ..Default::default()
             },
             body: Bytes::from_static(b"hi"),
+            producer: None,
         },
     );
     let wire = cat(&[

@@ -493,7 +493,13 @@ impl Conn {
             let now = self.state.inflight.fetch_add(1, Ordering::SeqCst) + 1;
             self.state.max_inflight.fetch_max(now, Ordering::SeqCst);
             let at = Instant::now() + self.state.behavior.confirm_delay;
-            let frame = Frame::new(id, Published { results: routes });
+            let frame = Frame::new(
+                id,
+                Published {
+                    results: routes,
+                    duplicate: false,
+                },
+            );
             let _ = self.confirm.send((at, frame));
         }
     }

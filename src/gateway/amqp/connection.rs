@@ -358,9 +358,13 @@ fn auth_refused(mechanism: &str) -> AmqpError {
 /// The vhost refused to an authenticated user (unknown, or no permissions): 530.
 fn vhost_refused(e: &crate::core::CoreError, vhost: &str, user: &str) -> AmqpError {
     tracing::info!(error = %e, "amqp vhost refused");
+    let why = match e {
+        crate::core::CoreError::ResourceLimit(why) => format!(": {why}"),
+        _ => String::new(),
+    };
     AmqpError::new(
         rc::NOT_ALLOWED,
-        format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'"),
+        format!("NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'{why}"),
         10,
         40,
     )
@@ -720,8 +724,12 @@ impl Connection {
                 10,
             ));
         }
+        // A user's channel limit closes the connection, as RabbitMQ's does (530).
+        let session = self
+            .root
+            .try_open_sibling()
+            .map_err(|e| AmqpError::new(rc::NOT_ALLOWED, format!("NOT_ALLOWED - {e}"), 20, 10))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let session = self.root.open_sibling();
         let task = tokio::spawn(
             run_channel(id, session, rx, self.out_tx.clone(), self.ctx.clone())
                 .instrument(tracing::Span::current()),

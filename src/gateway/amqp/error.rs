@@ -34,7 +34,7 @@ impl AmqpError {
     pub fn core(e: &CoreError, class_id: u16, method_id: u16) -> Self {
         let code = match e {
             CoreError::NotFound { .. } => rc::NOT_FOUND,
-            CoreError::AccessRefused(_) => rc::ACCESS_REFUSED,
+            CoreError::AccessRefused(_) | CoreError::ReadOnly(_) => rc::ACCESS_REFUSED,
             CoreError::PreconditionFailed(_) | CoreError::Invalid(_) => rc::PRECONDITION_FAILED,
             CoreError::ResourceLocked(_) => rc::RESOURCE_LOCKED,
             CoreError::ResourceLimit(_) | CoreError::Blocked(_) => rc::RESOURCE_ERROR,

@@ -305,6 +305,17 @@ where
     } else {
         Credential::Password(&pass)
     };
+    // Credentials first (bad user name or password), then the vhost and the limits (not
+    // authorized, quota exceeded), so each refusal gets its own reason code.
+    if let Err(e) = broker.authenticate_with(&user, credential, Some(peer), settings.protocol) {
+        refused(
+            &mut io,
+            refuse(v, ReasonCode::BAD_USERNAME_OR_PASSWORD, 0x04),
+            &e.to_string(),
+        );
+        let _ = io.flush().await;
+        return None;
+    }
     let session = match broker.connect_with(
         &user,
         credential,
@@ -315,11 +326,12 @@ where
     ) {
         Ok(s) => s,
         Err(e) => {
-            refused(
-                &mut io,
-                refuse(v, ReasonCode::BAD_USERNAME_OR_PASSWORD, 0x04),
-                &e.to_string(),
-            );
+            // A connection limit is a quota (3.1.1: server unavailable), not bad credentials.
+            let code = match e {
+                CoreError::ResourceLimit(_) => refuse(v, ReasonCode::QUOTA_EXCEEDED, 0x03),
+                _ => refuse(v, ReasonCode::NOT_AUTHORIZED, 0x05),
+            };
+            refused(&mut io, code, &e.to_string());
             let _ = io.flush().await;
             return None;
         }

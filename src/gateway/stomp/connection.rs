@@ -268,8 +268,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                 settings.protocol,
                 &client_id,
             )
-            // RabbitMQ's wording, which does not say why (the log does).
-            .map_err(|_| error("Bad CONNECT", format!("Access refused for user '{login}'")))?;
+            // RabbitMQ's wording, which does not say why (the log does); a limit says which.
+            .map_err(|e| match e {
+                crate::core::CoreError::ResourceLimit(why) => error("Bad CONNECT", why),
+                _ => error("Bad CONNECT", format!("Access refused for user '{login}'")),
+            })?;
         let mut connected = Frame::connected(version)
             .with_header("session", format!("session-{}", session.id()))
             .with_header("server", concat!("junction/", env!("CARGO_PKG_VERSION")));
@@ -329,6 +332,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let closed = self.session.close_signal();
         let closed = closed.requested();
         tokio::pin!(closed);
+        // Frames a client pipelined behind CONNECT arrived with it and wait in the buffer:
+        // handle them first, not at the next read (which may never come).
+        let mut pipelined = !self.rbuf.is_empty();
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = match (send_ms, expect_ms) {
@@ -338,6 +344,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 _ => (last_read + grace).min(last_write + send),
             };
             let flow = tokio::select! {
+                _ = std::future::ready(()), if pipelined => {
+                    pipelined = false;
+                    self.on_input().await
+                }
                 r = self.io.read_buf(&mut self.rbuf), if self.receipts.len() < MAX_PENDING && !self.disconnecting => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
@@ -545,7 +555,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             properties,
             body: f.body,
         };
-        let published = self.session.publish(&exchange, &key, &msg)?;
+        let published = loop {
+            match self.session.publish(&exchange, &key, &msg) {
+                Err(crate::core::CoreError::Blocked(why)) => {
+                    // Resource alarm: hold this SEND (and, by not reading, the client) until
+                    // it clears, as RabbitMQ blocks a publishing connection; what is already
+                    // owed to the client still goes out.
+                    tracing::debug!(why, "SEND held by a resource alarm");
+                    if !self.wbuf.is_empty() {
+                        if self.io.write_all(&self.wbuf).await.is_err()
+                            || self.io.flush().await.is_err()
+                        {
+                            return Err(StompError::new("connection lost", "write failed"));
+                        }
+                        self.wbuf.clear();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                r => break r?,
+            }
+        };
         self.last_seq = published.seq;
         Ok(published.seq)
     }

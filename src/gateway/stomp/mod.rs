@@ -115,7 +115,7 @@ impl From<CoreError> for StompError {
     fn from(e: CoreError) -> StompError {
         let message = match &e {
             CoreError::NotFound { .. } => "not_found",
-            CoreError::AccessRefused(_) => "access_refused",
+            CoreError::AccessRefused(_) | CoreError::ReadOnly(_) => "access_refused",
             CoreError::PreconditionFailed(_) | CoreError::Invalid(_) => "precondition_failed",
             CoreError::ResourceLocked(_) => "resource_locked",
             CoreError::ResourceLimit(_) | CoreError::Blocked(_) => "resource_error",

@@ -11,7 +11,10 @@ pub use consuming::{
     Ack, Assignment, Cancelled, Deliver, Nack, Offset, Pull, Pulled, PulledMessage, QueryOffset,
     RetryPolicy, SetPrefetch, StartPosition, Subscribe, Subscribed, Unsubscribe,
 };
-pub use messaging::Redrive;
+pub use messaging::{
+    CheckTransaction, EndTransaction, Found, FoundMessage, HalfStored, Lookup, LookupBy,
+    PublishHalf, Redrive, RegisterTransactionGroup, TransactionState,
+};
 pub use publishing::{
     BatchMessage, Flow, Publish, PublishBatch, Published, PublishedBatch, Returned, Route,
 };

@@ -26,6 +26,10 @@ pub struct Publish {
     pub properties: Properties,
     /// Message body.
     pub body: Bytes,
+    /// Extension (sent only when set): an idempotent producer's id and this message's
+    /// sequence number. A sequence the broker has already stored for this producer is not
+    /// stored again: the answer is the original's [`Published`], with `duplicate` set.
+    pub producer: Option<(String, u64)>,
 }
 
 impl Wire for Publish {
@@ -37,18 +41,28 @@ impl Wire for Publish {
         w.bool(self.mandatory);
         w.bool(self.confirm);
         self.properties.put(w)?;
-        w.bytes("Publish.body", &self.body)
+        w.bytes("Publish.body", &self.body)?;
+        if let Some((id, seq)) = &self.producer {
+            w.str("Publish.producer", id)?;
+            w.u64(*seq);
+        }
+        Ok(())
     }
 
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Publish {
+        let mut p = Publish {
             exchange: r.str("Publish.exchange")?,
             routing_key: r.str("Publish.routing_key")?,
             mandatory: r.bool("Publish.mandatory")?,
             confirm: r.bool("Publish.confirm")?,
             properties: Properties::get(r)?,
             body: r.bytes("Publish.body")?,
-        })
+            producer: None,
+        };
+        if r.remaining() > 0 {
+            p.producer = Some((r.str("Publish.producer")?, r.u64("Publish.sequence")?));
+        }
+        Ok(p)
     }
 }
 
@@ -87,19 +101,26 @@ impl Wire for Route {
 pub struct Published {
     /// Every queue partition the message was stored in (empty: routed nowhere, not mandatory).
     pub results: Vec<Route>,
+    /// Extension (sent only when true): an idempotent producer's sequence that was already
+    /// stored; `results` are where the original went.
+    pub duplicate: bool,
 }
 
 impl Wire for Published {
     const MIN_LEN: usize = 4;
 
     fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.list_of("Published.results", &self.results)
+        w.list_of("Published.results", &self.results)?;
+        if self.duplicate {
+            w.bool(true);
+        }
+        Ok(())
     }
 
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Published {
-            results: r.list_of("Published.results")?,
-        })
+        let results = r.list_of("Published.results")?;
+        let duplicate = r.remaining() > 0 && r.bool("Published.duplicate")?;
+        Ok(Published { results, duplicate })
     }
 }
 

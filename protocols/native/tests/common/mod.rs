@@ -242,6 +242,8 @@ pub fn body() -> impl Strategy<Value = Body> {
             .prop_map(
                 |(exchange, routing_key, mandatory, confirm, properties, body)| {
                     Body::Publish(Publish {
+                        producer: (body.len() % 2 == 1)
+                            .then(|| (routing_key.clone(), body.len() as u64)),
                         exchange,
                         routing_key,
                         mandatory,
@@ -253,7 +255,10 @@ pub fn body() -> impl Strategy<Value = Body> {
             )
             .boxed(),
         vec(route(), 0..4)
-            .prop_map(|results| Body::Published(Published { results }))
+            .prop_map(|results| {
+                let duplicate = results.len() == 1;
+                Body::Published(Published { results, duplicate })
+            })
             .boxed(),
         (any::<u16>(), string())
             .prop_map(|(reply_code, reply_text)| {
@@ -292,6 +297,61 @@ pub fn body() -> impl Strategy<Value = Body> {
             .boxed(),
         (any::<bool>(), string())
             .prop_map(|(blocked, reason)| Body::Flow(Flow { blocked, reason }))
+            .boxed(),
+        (string(), string(), string(), properties(), blob())
+            .prop_map(|(exchange, routing_key, group, properties, body)| {
+                Body::PublishHalf(PublishHalf {
+                    exchange,
+                    routing_key,
+                    group,
+                    properties,
+                    body,
+                })
+            })
+            .boxed(),
+        any::<u64>()
+            .prop_map(|transaction_id| Body::HalfStored(HalfStored { transaction_id }))
+            .boxed(),
+        (
+            any::<u64>(),
+            select(vec![
+                TransactionState::Unknown,
+                TransactionState::Commit,
+                TransactionState::Rollback,
+            ]),
+        )
+            .prop_map(|(transaction_id, state)| {
+                Body::EndTransaction(EndTransaction {
+                    transaction_id,
+                    state,
+                })
+            })
+            .boxed(),
+        (
+            any::<u64>(),
+            string(),
+            any::<u32>(),
+            string(),
+            string(),
+            properties(),
+            blob(),
+        )
+            .prop_map(
+                |(transaction_id, group, checks, exchange, routing_key, properties, body)| {
+                    Body::CheckTransaction(CheckTransaction {
+                        transaction_id,
+                        group,
+                        checks,
+                        exchange,
+                        routing_key,
+                        properties,
+                        body,
+                    })
+                },
+            )
+            .boxed(),
+        string()
+            .prop_map(|group| Body::RegisterTransactionGroup(RegisterTransactionGroup { group }))
             .boxed(),
         (
             (
@@ -480,6 +540,65 @@ pub fn body() -> impl Strategy<Value = Body> {
         any::<u64>()
             .prop_map(|offset| Body::Offset(Offset { offset }))
             .boxed(),
+        (
+            prop_oneof![
+                string().prop_map(LookupBy::Id),
+                (string(), any::<i64>(), any::<i64>()).prop_map(|(key, begin_ms, end_ms)| {
+                    LookupBy::Key {
+                        key,
+                        begin_ms,
+                        end_ms,
+                    }
+                }),
+                (string(), any::<i64>(), any::<i64>()).prop_map(|(queue, begin_ms, end_ms)| {
+                    LookupBy::Time {
+                        queue,
+                        begin_ms,
+                        end_ms,
+                    }
+                }),
+            ],
+            any::<u32>(),
+        )
+            .prop_map(|(by, max)| Body::Lookup(Lookup { by, max }))
+            .boxed(),
+        vec(
+            (
+                any::<u64>(),
+                any::<i64>(),
+                any::<i64>(),
+                string(),
+                string(),
+                vec((string(), any::<u16>(), any::<u64>()), 0..3),
+                vec(any::<u8>(), 0..16),
+            ),
+            0..3,
+        )
+        .prop_map(|ms| {
+            Body::Found(Found {
+                messages: ms
+                    .into_iter()
+                    .map(|(c, s, b, exchange, routing_key, pos, body)| FoundMessage {
+                        commitlog_offset: c,
+                        store_ts: s,
+                        born_ts: b,
+                        exchange,
+                        routing_key,
+                        positions: pos
+                            .into_iter()
+                            .map(|(queue, partition, offset)| Route {
+                                queue,
+                                partition,
+                                offset,
+                            })
+                            .collect(),
+                        properties: Properties::default(),
+                        body: Bytes::from(body),
+                    })
+                    .collect(),
+            })
+        })
+        .boxed(),
         (string(), any::<u64>())
             .prop_map(|(queue, max)| Body::Redrive(Redrive { queue, max }))
             .boxed(),

@@ -1,0 +1,300 @@
+//! Overload: a slow consumer is cut off without hurting publishers, a connection flood does not
+//! starve an established client, publishers are held (not refused) by a resource alarm, and
+//! (by hand, `--ignored`) a publisher far faster than its consumer for a minute keeps the
+//! broker's memory under the watermark and loses nothing confirmed.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stomp::StompClient;
+use common::TestBroker;
+use junction_sdk::{Client, ClientOptions, ConsumerOptions, Destination, Message};
+use junction_stomp::{Command, Frame};
+use tokio::io::AsyncWriteExt;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits (bounded) until the broker's log has a line containing `needle`.
+async fn logged(b: &TestBroker, needle: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !b.logs().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in the log:\n{}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_is_cut_off_and_publishers_go_on() {
+    let b = TestBroker::start_with(&[("JUNCTION_LIMITS_WRITE_TIMEOUT_MS", "1000")]);
+    // The slow consumer: subscribes (auto acks: the broker writes as fast as the socket takes)
+    // and then never reads again.
+    let mut slow = StompClient::connect(b.stomp).await;
+    slow.subscribe("1", "/queue/firehose", "auto", &[]).await;
+    // A publisher on another connection sends far more than the socket buffers hold, each
+    // SEND confirmed by its receipt.
+    let mut publisher = StompClient::connect(b.stomp).await;
+    let body = vec![b'x'; 64 << 10];
+    for i in 0..600 {
+        let r = publisher
+            .send_with_receipt(
+                Frame::new(Command::Send)
+                    .with_header("destination", "/queue/firehose")
+                    .with_header("n", i.to_string())
+                    .with_body(body.clone()),
+            )
+            .await;
+        assert_eq!(r.command, Command::Receipt);
+        if i == 300 {
+            // By now the slow consumer's socket is full; it is cut off within the timeout.
+            logged(&b, "slow consumer").await;
+        }
+    }
+    logged(&b, "slow consumer").await;
+    // The publisher was never disturbed, and a new consumer gets what was not written out.
+    let mut fresh = StompClient::connect(b.stomp).await;
+    fresh
+        .subscribe("2", "/queue/firehose", "client-individual", &[])
+        .await;
+    let m = fresh.message().await;
+    assert_eq!(m.body.len(), body.len());
+    publisher
+        .send_with_receipt(Frame::new(Command::Disconnect))
+        .await;
+    drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_5000_connections_does_not_starve_an_established_client() {
+    let b = TestBroker::start_with(&[
+        // Fewer slots than the flood: the rest are refused at accept.
+        ("JUNCTION_LIMITS_MAX_CONNECTIONS", "3000"),
+    ]);
+    let client = Client::connect(ClientOptions::new(b.native.to_string()))
+        .await
+        .unwrap();
+    client.admin().create_topic("steady", 1).await.unwrap();
+    let mut consumer = client
+        .subscribe(ConsumerOptions::new("steady").prefetch(10))
+        .await
+        .unwrap();
+    let producer = client.producer();
+    let dest = Destination::queue("steady");
+    let round_trips = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The steady client: one message at a time, published, received, acked, in order.
+    let steady = {
+        let (round_trips, stop) = (Arc::clone(&round_trips), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                producer
+                    .send(&dest, Message::new(n.to_string()))
+                    .await
+                    .expect("the steady publisher is never refused");
+                let d = tokio::time::timeout(WAIT, consumer.next())
+                    .await
+                    .expect("the steady consumer keeps receiving")
+                    .expect("its stream stays open")
+                    .expect("no error");
+                assert_eq!(d.body, n.to_string().into_bytes());
+                d.ack().await.unwrap();
+                n += 1;
+                round_trips.store(n, Ordering::Relaxed);
+            }
+            n
+        })
+    };
+    // The flood: 5,000 connections to every listener at once, half of them sending a partial
+    // handshake and then nothing.
+    let targets = [b.native, b.amqp, b.mqtt, b.stomp, b.stomp_ws];
+    let mut tasks = Vec::new();
+    for i in 0..5000usize {
+        let addr = targets[i % targets.len()];
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+            if i % 2 == 0 {
+                let _ = s.write_all(b"AMQP\x00\x00").await;
+            }
+            Some(s)
+        }));
+    }
+    let mut open = Vec::new();
+    for t in tasks {
+        if let Some(s) = t.await.unwrap() {
+            open.push(s);
+        }
+    }
+    // With every flood socket open (or refused), the steady client still completes round
+    // trips: 50 more from here.
+    let at_peak = round_trips.load(Ordering::Relaxed);
+    let deadline = Instant::now() + WAIT;
+    while round_trips.load(Ordering::Relaxed) < at_peak + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the steady client stalled during the flood at {} round trips",
+            round_trips.load(Ordering::Relaxed)
+        );
+        assert!(!steady.is_finished(), "the steady client failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n = steady.await.expect("the steady client ran to the end");
+    assert!(n >= at_peak + 50);
+    assert!(
+        b.logs().contains("connection limit reached"),
+        "the flood hit the limit"
+    );
+    drop(open);
+    println!("flood: {n} steady round trips");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_alarm_holds_stomp_sends_instead_of_refusing_them() {
+    let b = TestBroker::start_with(&[("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807")]);
+    let mut c = StompClient::connect(b.stomp).await;
+    c.send(
+        Frame::new(Command::Send)
+            .with_header("destination", "/queue/held")
+            .with_header("receipt", "held-1")
+            .with_body(&b"x"[..]),
+    )
+    .await;
+    // Held: neither a RECEIPT nor an ERROR comes while the alarm is on, and the connection
+    // stays open.
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), c.recv()).await;
+    assert!(quiet.is_err(), "answered during the alarm: {quiet:?}");
+    assert!(b.logs().contains("disk"), "{}", b.logs());
+}
+
+/// Anonymous resident memory of a process (bytes).
+fn rss_anon(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn mem_total() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    m.lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// By hand: `cargo test --release --test overload memory_bound -- --ignored --nocapture`
+/// (`OVERLOAD_SECS` sets the length, 60 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes over a minute: run by hand (docs/RELIABILITY.md)"]
+async fn memory_bound_fast_publisher_slow_consumer() {
+    let secs: u64 = std::env::var("OVERLOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let limit: u64 = 256 << 20;
+    let fraction = format!("{:.6}", limit as f64 / mem_total() as f64);
+    let b = TestBroker::start_with(&[
+        ("JUNCTION_STORE_FLUSH", "async"),
+        ("JUNCTION_LIMITS_MEMORY_HIGH_WATERMARK", &fraction),
+        ("JUNCTION_STORE_SEGMENT_SIZE", "268435456"),
+    ]);
+    let pid = b.pid();
+    let client = Client::connect(ClientOptions::new(b.native.to_string()))
+        .await
+        .unwrap();
+    client.admin().create_topic("flood", 1).await.unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak) = (Arc::clone(&done), Arc::clone(&peak));
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_anon(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // The slow consumer: acks one message per millisecond at most.
+    let received = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let mut consumer = client
+        .subscribe(ConsumerOptions::new("flood").prefetch(100))
+        .await
+        .unwrap();
+    let slow = {
+        let (received, done) = (Arc::clone(&received), Arc::clone(&done));
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(d))) =
+                    tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
+                else {
+                    continue;
+                };
+                received.lock().unwrap().insert(d.body.to_vec());
+                d.ack().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            consumer
+        })
+    };
+    // The fast publisher: batches of 100 x 1 KiB, each batch confirmed when stored.
+    let producer = client.producer();
+    let dest = Destination::queue("flood");
+    let mut confirmed = 0u64;
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let batch = (0..100)
+            .map(|i| {
+                let mut body = format!("{:012}", confirmed + i).into_bytes();
+                body.resize(1024, b'.');
+                Message::new(body)
+            })
+            .collect();
+        if producer.send_batch(&dest, batch).await.is_ok() {
+            confirmed += 100;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let mut consumer = slow.await.unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    let during = received.lock().unwrap().len() as u64;
+    // Drain what is left, at full speed, and check every confirmed message is there.
+    let mut got: BTreeSet<Vec<u8>> = std::mem::take(&mut *received.lock().unwrap());
+    let drain_end = Instant::now() + Duration::from_secs(600);
+    while (got.len() as u64) < confirmed && Instant::now() < drain_end {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("the rest in time")
+            .unwrap()
+            .unwrap();
+        got.insert(d.body.to_vec());
+        d.ack().await.unwrap();
+    }
+    println!(
+        "memory-bound: {secs} s, {confirmed} confirmed (1 KiB), {during} consumed during the run, \
+         peak broker RssAnon {} MiB, watermark {} MiB, all {} delivered after: {}",
+        peak >> 20,
+        limit >> 20,
+        got.len(),
+        got.len() as u64 >= confirmed
+    );
+    assert!(peak < limit, "peak {peak} over the watermark {limit}");
+    for i in 0..confirmed {
+        let mut body = format!("{i:012}").into_bytes();
+        body.resize(1024, b'.');
+        assert!(got.contains(&body), "confirmed message {i} lost");
+    }
+}
