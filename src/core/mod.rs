@@ -868,6 +868,8 @@ impl BrokerInner {
         extra: &[junction_store::QueueKey],
         ext: Option<message::MetaExt>,
     ) -> CoreResult<(Vec<Routed>, u64)> {
+        // A slave refuses every publish, also one that no queue would take.
+        self.check_writable()?;
         let queues = {
             let st = rlock(vh);
             if st.exchanges.get(exchange).is_some_and(|x| x.def.internal) {
