@@ -18,6 +18,10 @@ use tokio::sync::watch;
 
 use crate::measure::{report, Shared, Workload};
 
+/// How long a write may stall (rumqttc's network timeout, 5 s by default) before the run fails:
+/// a broker busy fanning out may stop reading a publisher for seconds (Mosquitto does).
+const STALL_S: u64 = 60;
+
 /// MQTT protocol version.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MqttVersion {
@@ -189,7 +193,10 @@ async fn connect(a: &MqttArgs, id: String, publisher: bool) -> anyhow::Result<(C
                 .set_max_packet_size(w.size + 1024, w.size + 1024)
                 .set_inflight(window)
                 .set_request_channel_capacity(cap);
-            let (c, l) = rumqttc::AsyncClient::new(o, cap);
+            let (c, mut l) = rumqttc::AsyncClient::new(o, cap);
+            let mut n = rumqttc::NetworkOptions::new();
+            n.set_connection_timeout(STALL_S);
+            l.set_network_options(n);
             (Client::V4(c), Loop::V4(Box::new(l)))
         }
         MqttVersion::V5 => {
@@ -200,7 +207,8 @@ async fn connect(a: &MqttArgs, id: String, publisher: bool) -> anyhow::Result<(C
                 .set_max_packet_size(Some((w.size + 1024) as u32))
                 .set_outgoing_inflight_upper_limit(window)
                 .set_receive_maximum(Some(w.prefetch.clamp(1, u16::MAX as u32) as u16))
-                .set_request_channel_capacity(cap);
+                .set_request_channel_capacity(cap)
+                .set_connection_timeout(STALL_S);
             let (c, l) = v5::AsyncClient::new(o, cap);
             (Client::V5(c), Loop::V5(Box::new(l)))
         }
