@@ -43,7 +43,11 @@ start_rabbitmq() {
     'stomp.listeners.tcp.1 = 127.0.0.1:61613' >"$rconf"
   chmod 644 "$rconf"
   rabbitmq-plugins --offline enable rabbitmq_mqtt rabbitmq_stomp >/dev/null
-  RABBITMQ_CONFIG_FILE=$rconf rabbitmq-server >"$data.rabbit.log" 2>&1 &
+  # Debian's rabbitmq-server switches to the rabbitmq user through su, whose PAM session sets
+  # the open-files soft limit back to 1,024 (RabbitMQ then stops accepting near 830
+  # connections): start the server script as that user here, with our limit.
+  RABBITMQ_CONFIG_FILE=$rconf su rabbitmq -s /bin/sh \
+    -c "ulimit -n $(ulimit -n); exec /usr/lib/rabbitmq/bin/rabbitmq-server" >"$data.rabbit.log" 2>&1 &
   broker=rabbitmq
   rpid=$!
   for _ in $(seq 60); do
