@@ -18,19 +18,19 @@ start() { # $1 = flush mode
   echo "broker did not start" >&2; cat "$data.log" >&2; exit 1
 }
 stop() { kill -TERM $broker; wait $broker || true; }
-run() { ./target/release/junction-bench native --addr 127.0.0.1:$port "$@" 2>/dev/null | tail -1; }
+run() { ./target/release/junction-bench native --addr 127.0.0.1:$port "$@" 2>/dev/null; }
 
 for flush in async sync; do
   for size in 100 1024; do
     start $flush
     n=$count; [ "$size" = 1024 ] && n=$((count / 2))
     [ "$flush" = sync ] && n=$((n / 4))
-    echo "flush=$flush $(run --size $size --count $n --batch 100 --window 16)"
+    echo "flush=$flush"; run --size $size --count $n --batch 100 --window 16
     stop
   done
 done
 for flush in async sync; do
   start $flush
-  echo "flush=$flush rate=10000/s $(run --size 100 --rate 10000 --duration 20 --window 1024 --prefetch 1000)"
+  echo "flush=$flush rate=10000/s"; run --size 100 --rate 10000 --duration 20 --window 1024 --prefetch 1000
   stop
 done

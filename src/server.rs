@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -491,10 +492,9 @@ async fn accept_loop<F, Fut>(
             drop(stream);
             continue;
         };
-        let fut = serve(stream, peer);
-        tracker.spawn(async move {
-            fut.await;
-            drop(permit);
-        });
+        // `map`, not `async move { fut.await; drop(permit) }`: an async block keeps the future
+        // it captured and the one it awaits side by side, so every connection's task would be
+        // twice the size of its future (most of an idle connection's memory).
+        tracker.spawn(serve(stream, peer).map(move |()| drop(permit)));
     }
 }

@@ -189,3 +189,29 @@ async fn idle_connections_all_connect_and_stay_up_while_held() {
         assert!(r["broker"]["rss_held_kib"].as_u64().unwrap() > 0, "{r}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_request_reply_answers_every_request_once() {
+    let b = TestBroker::start();
+    let addr = b.mqtt.to_string();
+    let r = bench(&[
+        "mqtt",
+        "--addr",
+        &addr,
+        "--qos",
+        "1",
+        "--request-reply",
+        "--count",
+        "1000",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--window",
+        "8",
+        "--json",
+    ])
+    .await;
+    assert_exact(&r, 1000);
+    assert_eq!(r["mode"], "3.1.1 qos1 request/reply");
+}

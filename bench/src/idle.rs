@@ -48,7 +48,7 @@ pub struct IdleArgs {
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
     /// Source addresses to spread them over (127.0.1.1, 127.0.1.2, ...); default one per
-    /// 20,000 connections.
+    /// 10,000 connections.
     #[arg(long)]
     sources: Option<usize>,
     /// Keep alive (MQTT) or heart-beat interval (STOMP), seconds; a ping goes every half.
@@ -94,7 +94,7 @@ struct Counts {
 pub async fn run(a: IdleArgs) -> anyhow::Result<serde_json::Value> {
     let sources = a
         .sources
-        .unwrap_or(a.connections.div_ceil(20_000))
+        .unwrap_or(a.connections.div_ceil(10_000))
         .clamp(1, 250);
     if let Some(pid) = a.broker_pid {
         settle(pid).await;
@@ -273,6 +273,8 @@ impl Counts {
 /// Connects from `src` and completes the protocol's handshake.
 async fn handshake(a: &IdleArgs, src: IpAddr, i: usize) -> anyhow::Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
+    // The ports of an earlier run's connections linger in TIME_WAIT (this side closes first).
+    sock.set_reuseaddr(true)?;
     sock.bind(SocketAddr::new(src, 0))
         .with_context(|| format!("binding {src}"))?;
     let mut s = sock

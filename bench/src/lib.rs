@@ -9,6 +9,7 @@
 //! junction-bench stomp --addr 127.0.0.1:61613 --size 100 --duration 10 --ack client-individual
 //! junction-bench mqtt --addr 127.0.0.1:1883 --qos 1 --size 100 --duration 10
 //! junction-bench mqtt --mqtt 5 --qos 1 --consumers 100 --count 20000    # fan-out to 100
+//! junction-bench mqtt --qos 1 --request-reply --window 1 --rate 1000 --duration 10
 //! junction-bench idle --protocol mqtt --connections 100000 --broker-pid $(pidof junction)
 //! ```
 //!

@@ -1,6 +1,7 @@
 //! MQTT 3.1.1 and 5.0 through rumqttc: publishers publish to one topic at QoS 0, 1 or 2 while
 //! subscribers receive it, either each of them every message (fan-out, `--consumers N`) or as
-//! one shared subscription `$share/bench/<topic>` (competing consumers, `--shared`). Works
+//! one shared subscription `$share/bench/<topic>` (competing consumers, `--shared`), or as
+//! responders to the producers' requests (`--request-reply`, round-trip latency). Works
 //! against any MQTT broker (Junction, Mosquitto, RabbitMQ's MQTT plugin).
 //!
 //! A publisher counts a message as sent once the broker acknowledged it (PUBACK at QoS 1,
@@ -17,6 +18,10 @@ use rumqttc::v5;
 use tokio::sync::watch;
 
 use crate::measure::{report, Shared, Workload};
+
+/// How long a write may stall (rumqttc's network timeout, 5 s by default) before the run fails:
+/// a broker busy fanning out may stop reading a publisher for seconds (Mosquitto does).
+const STALL_S: u64 = 60;
 
 /// MQTT protocol version.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +53,12 @@ pub struct MqttArgs {
     /// of them. Without it every subscriber gets every message (fan-out).
     #[arg(long)]
     shared: bool,
+    /// Request/reply: each producer publishes requests to `<topic>/req` and waits for the
+    /// replies on `<topic>/reply/<producer>`; the consumers answer (sharing one subscription
+    /// when there are several). At most `--window` requests are outstanding per producer;
+    /// latency is the round trip.
+    #[arg(long, conflicts_with = "shared")]
+    request_reply: bool,
     #[command(flatten)]
     w: Workload,
 }
@@ -66,7 +77,13 @@ impl MqttArgs {
                 MqttVersion::V5 => "5.0",
             },
             self.qos,
-            if self.shared { " shared" } else { "" }
+            if self.shared {
+                " shared"
+            } else if self.request_reply {
+                " request/reply"
+            } else {
+                ""
+            }
         )
     }
 
@@ -189,7 +206,10 @@ async fn connect(a: &MqttArgs, id: String, publisher: bool) -> anyhow::Result<(C
                 .set_max_packet_size(w.size + 1024, w.size + 1024)
                 .set_inflight(window)
                 .set_request_channel_capacity(cap);
-            let (c, l) = rumqttc::AsyncClient::new(o, cap);
+            let (c, mut l) = rumqttc::AsyncClient::new(o, cap);
+            let mut n = rumqttc::NetworkOptions::new();
+            n.set_connection_timeout(STALL_S);
+            l.set_network_options(n);
             (Client::V4(c), Loop::V4(Box::new(l)))
         }
         MqttVersion::V5 => {
@@ -200,7 +220,8 @@ async fn connect(a: &MqttArgs, id: String, publisher: bool) -> anyhow::Result<(C
                 .set_max_packet_size(Some((w.size + 1024) as u32))
                 .set_outgoing_inflight_upper_limit(window)
                 .set_receive_maximum(Some(w.prefetch.clamp(1, u16::MAX as u32) as u16))
-                .set_request_channel_capacity(cap);
+                .set_request_channel_capacity(cap)
+                .set_connection_timeout(STALL_S);
             let (c, l) = v5::AsyncClient::new(o, cap);
             (Client::V5(c), Loop::V5(Box::new(l)))
         }
@@ -220,6 +241,9 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<serde_json::Value> {
     let w = &a.w;
     let pid = std::process::id();
     let topic = a.topic.clone().unwrap_or(format!("{}/{pid}", w.queue));
+    if a.request_reply {
+        return request_reply(&a, &topic).await;
+    }
     let filter = if a.shared {
         format!("$share/bench/{topic}")
     } else {
@@ -310,6 +334,112 @@ async fn publish(
         Client::V5(c) => c.try_disconnect().ok(),
     };
     Ok(seq)
+}
+
+/// Subscribes and waits for the SUBACK.
+async fn subscribe(client: &Client, lp: &mut Loop, filter: &str, qos: u8) -> anyhow::Result<()> {
+    client.subscribe(filter, qos).await?;
+    loop {
+        match lp.next().await? {
+            Ev::SubAck(true) => return Ok(()),
+            Ev::SubAck(false) => bail!("SUBSCRIBE {filter} was refused"),
+            _ => {}
+        }
+    }
+}
+
+/// The request/reply run: responders echo each request to its producer's reply topic.
+async fn request_reply(a: &MqttArgs, topic: &str) -> anyhow::Result<serde_json::Value> {
+    let w = &a.w;
+    let pid = std::process::id();
+    let shared = Shared::for_run(w, 1, a.qos == 0)?;
+    let req = format!("{topic}/req");
+    let filter = if w.consumers > 1 {
+        format!("$share/bench/{req}")
+    } else {
+        req.clone()
+    };
+    let mut responders = Vec::new();
+    for i in 0..w.consumers {
+        let (client, mut lp) = connect(a, format!("bench-{pid}-resp-{i}"), true).await?;
+        subscribe(&client, &mut lp, &filter, a.qos).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        // The event loop must keep running while replies are published: it hands requests
+        // to a task of their own.
+        let (topic, qos) = (topic.to_string(), a.qos);
+        responders.push(tokio::spawn(async move {
+            let replier = tokio::spawn(async move {
+                while let Some(b) = rx.recv().await {
+                    let producer = crate::measure::parse(&b).map_or(0, |(p, _, _)| p);
+                    client
+                        .publish(&format!("{topic}/reply/{producer}"), qos, b)
+                        .await?;
+                }
+                anyhow::Ok(())
+            });
+            let r = forward_requests(lp, tx).await;
+            replier.abort();
+            r
+        }));
+    }
+    let (mut requesters, mut reply_loops) = (Vec::new(), Vec::new());
+    for pi in 0..w.producers {
+        let (client, mut lp) = connect(a, format!("bench-{pid}-req-{pi}"), true).await?;
+        subscribe(&client, &mut lp, &format!("{topic}/reply/{pi}"), a.qos).await?;
+        let window = Arc::new(tokio::sync::Semaphore::new(w.window.max(1)));
+        let (sh, win) = (Arc::clone(&shared), Arc::clone(&window));
+        reply_loops.push(tokio::spawn(record_replies(lp, sh, win)));
+        let (sh, w, req, qos) = (Arc::clone(&shared), w.clone(), req.clone(), a.qos);
+        requesters.push(tokio::spawn(async move {
+            let mut seq = 0u64;
+            let pacer = w.pacer();
+            while !pacer.done(seq, &sh) {
+                let n = pacer.next_batch(seq, w.batch).await as u64;
+                for k in 0..n {
+                    window.acquire().await?.forget();
+                    client
+                        .publish(&req, qos, sh.body(w.size, pi as u64, seq + k))
+                        .await?;
+                }
+                seq += n;
+                sh.sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(seq)
+        }));
+    }
+    let o = shared.finish(requesters, responders).await?;
+    for r in reply_loops {
+        r.abort();
+    }
+    report("mqtt", &a.mode(), w, &shared, o)
+}
+
+/// A requester's event loop: records each reply (the round trip) and frees its window slot.
+async fn record_replies(
+    mut lp: Loop,
+    shared: Arc<Shared>,
+    window: Arc<tokio::sync::Semaphore>,
+) -> anyhow::Result<()> {
+    loop {
+        if let Ev::Message(b) = lp.next().await? {
+            shared.record([&b[..]]);
+            window.add_permits(1);
+        }
+    }
+}
+
+/// A responder's event loop: hands every request to the task that publishes the replies.
+async fn forward_requests(
+    mut lp: Loop,
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+) -> anyhow::Result<()> {
+    loop {
+        if let Ev::Message(b) = lp.next().await? {
+            if tx.send(b).is_err() {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// A subscriber's event loop: records every message under its view.

@@ -154,7 +154,8 @@ pub(super) struct Conn<S> {
     confirmed: u64,
     /// QoS 2 packet identifiers being stored (false) or stored with PUBREC sent (true).
     qos2_in: HashMap<u16, bool>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and every connection would pay for its size.
+    will: Option<Box<Will>>,
     /// Keep alive in force, seconds (0: none).
     keep_alive: u16,
 }
@@ -169,6 +170,28 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Boxed: the handshake's state (the CONNECT packet, authentication, restoring the session)
+    // is freed once the connection is up, so the task of an idle connection keeps only the
+    // loop's state (this took the task from 16.5 to about 4 KiB).
+    let Some((conn, claim)) = Box::pin(handshake(stream, peer, broker, &stop, settings)).await
+    else {
+        return;
+    };
+    conn.run(stop, claim).await;
+}
+
+/// Reads CONNECT (within the connect timeout) and opens the session; `None` if the
+/// connection ended or was refused.
+async fn handshake<S>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Broker,
+    stop: &CancellationToken,
+    settings: Settings,
+) -> Option<(Conn<S>, Claim)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut io = Io {
         stream,
         rbuf: BytesMut::with_capacity(256),
@@ -178,14 +201,14 @@ pub async fn serve<S>(
     };
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, io.packet()) => r,
-        () = stop.cancelled() => return,
+        () = stop.cancelled() => return None,
     };
     let connect = match first {
         Ok(Ok(Some(Packet::Connect(c)))) => *c,
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Ok(Ok(Some(p))) => {
             tracing::info!(%peer, packet = p.packet_type(), "mqtt: first packet is not CONNECT; closing");
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "mqtt: bad CONNECT");
@@ -197,20 +220,15 @@ pub async fn serve<S>(
                 }));
                 let _ = io.flush().await;
             }
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "mqtt: no CONNECT in time; closing");
-            return;
+            return None;
         }
     };
     io.version = connect.version;
-    // Boxed: the connection's task keeps only the state of the step it is in, not the largest
-    // of them (that would be paid by every idle connection).
-    let Some((conn, claim)) = Box::pin(open(io, peer, broker, settings, connect)).await else {
-        return;
-    };
-    conn.run(stop, claim).await;
+    open(io, peer, broker, settings, connect).await
 }
 
 /// A CONNACK refusing the connection: the 5.0 reason code, or the 3.1.1 return code.
@@ -386,7 +404,7 @@ where
         last_seq: 0,
         confirmed: 0,
         qos2_in: HashMap::new(),
-        will: connect.will.clone(),
+        will: connect.will.clone().map(Box::new),
         keep_alive: 0,
         client_id,
         vhost,
@@ -1122,7 +1140,7 @@ where
         if let (Some(w), Some(s)) = (will, will_session) {
             publish_will(
                 s,
-                w,
+                *w,
                 self.expiry,
                 &self.settings,
                 &self.vhost,
