@@ -86,7 +86,8 @@ async fn run_once(
         cfg.default_user.name.clone(),
         cfg.default_user.password.clone(),
     );
-    core.memory_high_watermark = cfg.limits.memory_high_watermark;
+    core.memory_high_watermark =
+        crate::core::MemoryWatermark::Relative(cfg.limits.memory_high_watermark);
     core.keep_unknown_queues = cfg.cluster.enabled;
     core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)

@@ -6,6 +6,7 @@
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
 //! - `json`: core values, properties and messages <-> JSON.
 //! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
+//! - `alarms`: the memory high watermark and disk free limit, set while running.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
 //! - `mqtt`: MQTT sessions and retained messages.
@@ -16,6 +17,7 @@
 //! in every protocol. It is not a protocol gateway: requests are not listed as connections.
 
 mod access;
+mod alarms;
 mod auth;
 mod dashboard;
 mod error;
@@ -76,6 +78,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/vhost-limits/{vhost}/{name}", &["put", "delete"]),
     ("/api/user-limits", &["get"]),
     ("/api/user-limits/{user}/{name}", &["put", "delete"]),
+    ("/api/limits/memory-watermark", &["get", "put"]),
+    ("/api/limits/disk-free-limit", &["get", "put"]),
     ("/api/exchanges", &["get"]),
     ("/api/exchanges/{vhost}", &["get"]),
     ("/api/exchanges/{vhost}/{name}", &["get", "put", "delete"]),
@@ -171,6 +175,14 @@ pub fn router(
         .route(
             "/api/user-limits/{user}/{name}",
             put(limits::put_user_limit).delete(limits::delete_user_limit),
+        )
+        .route(
+            "/api/limits/memory-watermark",
+            get(alarms::memory).put(alarms::put_memory),
+        )
+        .route(
+            "/api/limits/disk-free-limit",
+            get(alarms::disk).put(alarms::put_disk),
         )
         .route("/api/exchanges", get(topology::all_exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges))

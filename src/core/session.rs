@@ -301,6 +301,12 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// Waits until no resource alarm blocks publishing (at once if none does). Cancel-safe:
+    /// a gateway holding a publish `select!`s on it beside its other work.
+    pub async fn publishing_resumed(&self) {
+        self.broker.publishing_resumed().await;
+    }
+
     pub(crate) fn new(
         broker: Arc<BrokerInner>,
         id: u64,
