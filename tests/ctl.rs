@@ -556,7 +556,15 @@ fn memory_watermark_and_disk_free_limit_raise_and_clear_the_alarms() {
     ctl(&b, &["users", "add", "viewer", "pw"]);
     let e = ctl_fails(
         &b,
-        &["-u", "viewer", "-p", "pw", "limits", "disk-free-limit", "1GB"],
+        &[
+            "-u",
+            "viewer",
+            "-p",
+            "pw",
+            "limits",
+            "disk-free-limit",
+            "1GB",
+        ],
     );
     assert!(e.contains("403"), "{e}");
 }
