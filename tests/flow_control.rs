@@ -462,3 +462,97 @@ fn publish(body: &'static [u8]) -> wire::Publish {
         producer: None,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_amqp_connection_still_gets_deliveries() {
+    let b = broker();
+    // Another connection holds a message unacknowledged; the publisher also consumes the queue.
+    let holder = connect(&b).await;
+    let hch = channel(&holder).await;
+    declare(&hch, "shared").await;
+    declare(&hch, "held").await;
+    hch.basic_qos(1, Default::default()).await.unwrap();
+    hch.basic_publish(
+        "".into(),
+        "shared".into(),
+        BasicPublishOptions::default(),
+        b"requeued",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let mut held_by_other = consumer(&hch, "shared", false).await;
+    assert_eq!(next(&mut held_by_other).await.data, b"requeued");
+    let publishing = connect(&b).await;
+    let pch = channel(&publishing).await;
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut own = consumer(&pch, "shared", true).await;
+
+    b.memory_alarm_on().await;
+    let confirm = pch
+        .basic_publish(
+            "".into(),
+            "held".into(),
+            BasicPublishOptions::default(),
+            b"held-1",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let confirm = tokio::spawn(confirm);
+    b.logged("publishing connection blocked by a resource alarm")
+        .await;
+    // The other connection goes: its message comes back to the blocked connection's consumer.
+    holder.close(200, "bye".into()).await.unwrap();
+    let d = next(&mut own).await;
+    assert_eq!(d.data, b"requeued");
+    assert!(d.redelivered);
+    assert!(publishing.status().blocked());
+    assert!(!confirm.is_finished(), "confirmed during the alarm");
+
+    b.memory_alarm_off().await;
+    let c = tokio::time::timeout(WAIT, confirm)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(c.is_ack(), "{c:?}");
+    b.until_depth("held", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_stomp_connection_still_gets_messages() {
+    let b = broker();
+    let mut holder = StompClient::connect(b.stomp).await;
+    holder.publish("/queue/shared", b"requeued", &[]).await;
+    holder
+        .subscribe(
+            "1",
+            "/queue/shared",
+            "client-individual",
+            &[("prefetch-count", "1")],
+        )
+        .await;
+    assert_eq!(&holder.message().await.body[..], b"requeued");
+    let mut publisher = StompClient::connect(b.stomp).await;
+    publisher.subscribe("1", "/queue/shared", "auto", &[]).await;
+
+    b.memory_alarm_on().await;
+    publisher
+        .send(Frame::send("/queue/held", b"held-1".to_vec()).with_header("receipt", "held-receipt"))
+        .await;
+    b.logged("SEND held by a resource alarm").await;
+    // The other connection goes: its message comes to the held connection's subscription.
+    drop(holder);
+    let m = publisher.message().await;
+    assert_eq!(&m.body[..], b"requeued");
+    assert_eq!(b.queue_depth("held").await, 0, "stored during the alarm");
+
+    b.memory_alarm_off().await;
+    let r = publisher.expect(Command::Receipt).await;
+    assert_eq!(r.header("receipt-id"), Some("held-receipt"));
+    b.until_depth("held", 1).await;
+    publisher.disconnect().await;
+}
