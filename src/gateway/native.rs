@@ -341,6 +341,7 @@ async fn handshake(
         &h.client_id,
     ) {
         Ok(session) => {
+            crate::gateway::handshakes::logged_in();
             let hb = match (h.heartbeat_ms, settings.heartbeat.as_millis() as u32) {
                 (0, _) | (_, 0) => 0,
                 (a, b) => a.min(b),

@@ -271,6 +271,7 @@ async fn handshake(
     broker
         .authenticate_with(&user, credential, Some(conn.peer), "amqp")
         .map_err(|_| auth_refused(start_ok.mechanism.as_str()))?;
+    crate::gateway::handshakes::logged_in();
     let Some(tune) = tune(conn, settings).await? else {
         return Ok(None);
     };

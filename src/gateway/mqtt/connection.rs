@@ -347,6 +347,7 @@ where
         let _ = io.flush().await;
         return None;
     }
+    crate::gateway::handshakes::logged_in();
     let session = match broker.connect_with(
         &user,
         credential,

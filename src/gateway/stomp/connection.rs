@@ -285,6 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                 crate::core::CoreError::ResourceLimit(why) => error("Bad CONNECT", why),
                 _ => error("Bad CONNECT", format!("Access refused for user '{login}'")),
             })?;
+        crate::gateway::handshakes::logged_in();
         let mut connected = Frame::connected(version)
             .with_header("session", format!("session-{}", session.id()))
             .with_header("server", concat!("junction/", env!("CARGO_PKG_VERSION")));
