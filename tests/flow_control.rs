@@ -203,6 +203,35 @@ async fn mqtt_stops_reading_a_publisher_and_acknowledges_once_the_disk_alarm_cle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_will_due_during_an_alarm_is_held_not_lost() {
+    let b = broker();
+    let mut watcher = V4::connect(b.mqtt, "will-watcher").await;
+    watcher
+        .subscribe("wills/#", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let mut opts = v4_options(b.mqtt, "will-owner");
+    opts.set_last_will(rumqttc::LastWill::new(
+        "wills/owner",
+        "gone",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+    ));
+    let owner = V4::with(opts).await;
+    b.disk_alarm_on().await;
+    // The owner's connection drops without DISCONNECT: its will is due, and held.
+    owner.kill();
+    b.logged("mqtt: will held by a resource alarm").await;
+    assert_eq!(b.queue_depth("mqtt-session-will-watcher").await, 0);
+    b.disk_alarm_off().await;
+    let p = watcher.publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("wills/owner", &b"gone"[..])
+    );
+    watcher.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_holds_a_send_and_sends_its_receipt_once_the_memory_alarm_clears() {
     let b = broker();
     let mut consuming = StompClient::connect(b.stomp).await;
@@ -555,4 +584,29 @@ async fn a_held_stomp_connection_still_gets_messages() {
     assert_eq!(r.header("receipt-id"), Some("held-receipt"));
     b.until_depth("held", 1).await;
     publisher.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_stomp_connection_is_not_closed_for_heart_beats_it_could_not_read() {
+    let b = TestBroker::start_with(&[
+        ("RUST_LOG", "info,junction::gateway=debug"),
+        ("JUNCTION_STOMP_HEARTBEAT_MS", "300"),
+    ]);
+    // The client promises a heart-beat every 300 ms: the broker closes a connection silent
+    // for twice that, but not while it is the one not reading.
+    let (mut c, connected) =
+        StompClient::connect_with(b.stomp, Some("1.2"), &[("heart-beat", "300,0")]).await;
+    assert_eq!(connected.header("heart-beat"), Some("300,300"));
+    b.memory_alarm_on().await;
+    c.send(Frame::send("/queue/held", b"held-1".to_vec()).with_header("receipt", "held"))
+        .await;
+    b.logged("SEND held by a resource alarm").await;
+    // Heart-beats keep coming for several times the grace, unread.
+    for _ in 0..20 {
+        c.send_raw(b"\n").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.memory_alarm_off().await;
+    let r = c.expect(Command::Receipt).await;
+    assert_eq!(r.header("receipt-id"), Some("held"));
 }

@@ -1203,6 +1203,24 @@ where
 
 /// Publishes a will now, or after its delay (unless the client comes back first or the
 /// session ends first: MQTT 5.0 §3.1.3.2.2).
+/// Publishes a will, waiting out a resource alarm (a will is held, as any publish).
+async fn publish_waiting(
+    s: &mut Session,
+    exchange: &str,
+    rk: &str,
+    msg: &Message,
+) -> Result<(), CoreError> {
+    loop {
+        match s.publish(exchange, rk, msg) {
+            Err(CoreError::Blocked(why)) => {
+                tracing::debug!(why, "mqtt: will held by a resource alarm");
+                s.publishing_resumed().await;
+            }
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
 fn publish_will(
     mut s: Session,
     w: Will,
@@ -1223,10 +1241,13 @@ fn publish_will(
     };
     let exchange = settings.exchange.clone();
     if delay == 0 {
-        if let Err(e) = s.publish(&exchange, &rk, &msg) {
-            tracing::warn!(%client_id, error = %e, "mqtt: will not published");
-        }
-        tokio::spawn(async move { s.close().await });
+        let client_id = client_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = publish_waiting(&mut s, &exchange, &rk, &msg).await {
+                tracing::warn!(%client_id, error = %e, "mqtt: will not published");
+            }
+            s.close().await
+        });
         return;
     }
     let id = s.id();
@@ -1236,7 +1257,7 @@ fn publish_will(
     tokio::spawn(async move {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {
-                if let Err(e) = s.publish(&exchange, &rk, &msg) {
+                if let Err(e) = publish_waiting(&mut s, &exchange, &rk, &msg).await {
                     tracing::warn!(%client_id, error = %e, "mqtt: delayed will not published");
                 }
             }
