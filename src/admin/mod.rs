@@ -5,7 +5,7 @@
 //! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
 //! - `json`: core values, properties and messages <-> JSON.
-//! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
+//! - `overview`, `access`, `topology`, `groups`, `messages`, `policies`: the handlers.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
 //! - `mqtt`: MQTT sessions and retained messages.
@@ -27,6 +27,7 @@ mod messages;
 mod metrics;
 mod mqtt;
 mod overview;
+mod policies;
 pub mod rates;
 mod topology;
 
@@ -76,6 +77,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/vhost-limits/{vhost}/{name}", &["put", "delete"]),
     ("/api/user-limits", &["get"]),
     ("/api/user-limits/{user}/{name}", &["put", "delete"]),
+    ("/api/policies", &["get"]),
+    ("/api/policies/{vhost}", &["get"]),
+    ("/api/policies/{vhost}/{name}", &["get", "put", "delete"]),
     ("/api/exchanges", &["get"]),
     ("/api/exchanges/{vhost}", &["get"]),
     ("/api/exchanges/{vhost}/{name}", &["get", "put", "delete"]),
@@ -171,6 +175,14 @@ pub fn router(
         .route(
             "/api/user-limits/{user}/{name}",
             put(limits::put_user_limit).delete(limits::delete_user_limit),
+        )
+        .route("/api/policies", get(policies::all))
+        .route("/api/policies/{vhost}", get(policies::of_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::one)
+                .put(policies::put)
+                .delete(policies::delete),
         )
         .route("/api/exchanges", get(topology::all_exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges))

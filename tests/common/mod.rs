@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod cluster;
+pub mod http;
 pub mod mqtt;
 pub mod python;
 pub mod stomp;
