@@ -76,18 +76,27 @@ impl Api {
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         blocking(|| {
             let url = format!("{}{path}", self.base);
-            let mut req = ureq::http::Request::builder().method(method).uri(&url);
-            if let Some(a) = &self.auth {
-                req = req.header("authorization", a);
-            }
-            let res = match body {
-                Some(b) => self.agent.run(
-                    req.header("content-type", "application/json")
-                        .body(b.to_string())
-                        .unwrap(),
-                ),
-                None => self.agent.run(req.body(()).unwrap()),
+            let send = || {
+                let mut req = ureq::http::Request::builder().method(method).uri(&url);
+                if let Some(a) = &self.auth {
+                    req = req.header("authorization", a);
+                }
+                match body {
+                    Some(b) => self.agent.run(
+                        req.header("content-type", "application/json")
+                            .body(b.to_string())
+                            .unwrap(),
+                    ),
+                    None => self.agent.run(req.body(()).unwrap()),
+                }
             };
+            // A server that answers before reading a request's body (a refused login) may close
+            // that keep-alive connection; the agent can pick it from its pool for the next
+            // request. Such a request is sent once more, on a new connection.
+            let res = send().or_else(|e| {
+                eprintln!("{method} {path}: {e}; sending it again");
+                send()
+            });
             let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
             let status = res.status().as_u16();
             let headers = res.headers().clone();
