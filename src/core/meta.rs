@@ -165,7 +165,8 @@ pub struct QueueDef {
     /// Arguments as declared (for equivalence checks on re-declare).
     #[serde(default)]
     pub raw_args: Vec<(String, Value)>,
-    /// Parsed arguments.
+    /// Parsed arguments, as declared (for re-declares). What is in force, a policy's merged
+    /// in, is the queue handle's (`policy::InForce`).
     #[serde(default)]
     pub args: QueueArgs,
 }

@@ -49,12 +49,19 @@ pub(super) fn policies(c: &Client, v: &str, cmd: PolicyCmd) -> Result<Out, CtlEr
                         "priority": priority, "apply-to": apply_to}),
             )?;
             let saved = c.get(&path)?;
-            let line = match saved["not_applied"].as_array() {
-                Some(keys) if !keys.is_empty() => format!(
+            let skipped: Vec<String> = saved["not_applied"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let line = if skipped.is_empty() {
+                format!("policy '{name}' set")
+            } else {
+                format!(
                     "policy '{name}' set; not applied (not implemented): {}",
-                    text(&saved["not_applied"])
-                ),
-                _ => format!("policy '{name}' set"),
+                    skipped.join(", ")
+                )
             };
             Out::Done(line, saved)
         }
