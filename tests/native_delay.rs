@@ -6,38 +6,17 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::native::{client, next, text_of};
 use common::stomp::{text, StompClient};
 use common::TestBroker;
-use junction_sdk::{
-    Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, Message,
-};
+use junction_sdk::{Client, ConsumerOptions, Destination, Message};
 use lapin::types::{AMQPValue, FieldTable};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
 }
 
 /// Sends `(body, delay)` pairs; returns each body's due time (ms since the epoch).
