@@ -81,17 +81,17 @@ async fn scheduled_messages_survive_a_restart_and_a_crash() {
     let mut b = TestBroker::start_in(tmp.path(), &[]);
     let c = client(&b).await;
     c.admin().create_topic("timers", 1).await.unwrap();
-    // Nothing is due before the crash; most fall due while the broker is down, one only after
-    // it is back.
+    // Nothing is due before the crash (the delays leave a stop and two starts several seconds
+    // on a busy machine); most fall due while the broker is down, one only after it is back.
     let mut due = send_delayed(
         &c,
         "timers",
         &[
-            ("t3", 5000),
-            ("t1", 4000),
-            ("t4", 5500),
-            ("t2", 4500),
-            ("t5", 12000),
+            ("t3", 9000),
+            ("t1", 8000),
+            ("t4", 9500),
+            ("t2", 8500),
+            ("t5", 16000),
         ],
     )
     .await;
@@ -100,7 +100,7 @@ async fn scheduled_messages_survive_a_restart_and_a_crash() {
     b = TestBroker::start_in(tmp.path(), &[]);
     // One more after the clean restart; then a crash before anything is due.
     let c = client(&b).await;
-    due.extend(send_delayed(&c, "timers", &[("t6", 4000)]).await);
+    due.extend(send_delayed(&c, "timers", &[("t6", 6000)]).await);
     due.sort_by_key(|(_, at)| *at);
     c.close().await.unwrap();
     b.kill();
