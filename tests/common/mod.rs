@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod cluster;
 pub mod http;
 pub mod mqtt;
+pub mod native;
 pub mod python;
 pub mod stomp;
 pub mod tls;
