@@ -399,6 +399,12 @@ pub struct Limits {
     pub max_frame: u32,
     /// Most client connections at once (all listeners).
     pub max_connections: usize,
+    /// Most connections in their handshake (accepted, not yet logged in) at once, all
+    /// listeners (0 = no cap). Past it the oldest handshake older than a second is dropped
+    /// to make room, or the new connection refused.
+    pub max_handshakes: usize,
+    /// Time a client has for its protocol handshake (CONNECT, Hello, the AMQP handshake), ms.
+    pub handshake_timeout_ms: u64,
     /// Publishing is blocked while the broker's heap is above this fraction of RAM (0 = off).
     pub memory_high_watermark: f64,
     /// A connection whose client reads nothing of what is owed to it for this long is closed
@@ -469,6 +475,8 @@ impl Default for Limits {
         Limits {
             max_frame: 16 << 20,
             max_connections: 10_000,
+            max_handshakes: 1_000,
+            handshake_timeout_ms: 10_000,
             memory_high_watermark: 0.4,
             write_timeout_ms: 30_000,
         }

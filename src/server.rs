@@ -1,4 +1,5 @@
-//! Listeners, the connection limit and graceful shutdown.
+//! Listeners, the connection limits (all connections; those in their handshake) and graceful
+//! shutdown.
 //!
 //! [`run`] opens the broker, binds every enabled listener, prints one `junction: <protocol>
 //! listening on <addr>` line per listener to stdout (tests read the bound port from it) and
@@ -86,7 +87,8 @@ async fn run_once(
         cfg.default_user.name.clone(),
         cfg.default_user.password.clone(),
     );
-    core.memory_high_watermark = cfg.limits.memory_high_watermark;
+    core.memory_high_watermark =
+        crate::core::MemoryWatermark::Relative(cfg.limits.memory_high_watermark);
     core.keep_unknown_queues = cfg.cluster.enabled;
     core.transactions = cfg.transactions.core();
     let broker = Broker::open(core)
@@ -100,6 +102,8 @@ async fn run_once(
         stop: stop.clone(),
         tracker: tracker.clone(),
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        handshakes: (cfg.limits.max_handshakes > 0)
+            .then(|| gateway::handshakes::Handshakes::new(cfg.limits.max_handshakes)),
         bound: Vec::new(),
         meters: Arc::default(),
         write_timeout: (cfg.limits.write_timeout_ms > 0)
@@ -125,9 +129,11 @@ async fn run_once(
         None
     };
 
+    let handshake_timeout = Duration::from_millis(cfg.limits.handshake_timeout_ms.max(1));
     if cfg.native.enabled || cfg.native.tls_enabled {
         let settings = gateway::native::Settings {
             max_frame: cfg.limits.max_frame,
+            handshake_timeout,
             ..Default::default()
         };
         let serve = move |stream, peer, who: tls::Peer, broker, stop| {
@@ -154,6 +160,7 @@ async fn run_once(
             channel_max: cfg.amqp.channel_max,
             heartbeat_s: cfg.amqp.heartbeat_s,
             max_message_size: cfg.store.max_record_size,
+            handshake_timeout,
             ..Default::default()
         };
         let serve = move |stream, peer, who: tls::Peer, broker, stop| {
@@ -192,6 +199,7 @@ async fn run_once(
             topic_alias_maximum: m.topic_alias_maximum,
             max_keep_alive: m.max_keep_alive,
             max_session_expiry: m.max_session_expiry,
+            connect_timeout: handshake_timeout,
             ..Default::default()
         };
         let upgrade = gateway::ws::Upgrade {
@@ -246,6 +254,7 @@ async fn run_once(
             max_headers: st.max_headers,
             max_header_length: st.max_header_length,
             heartbeat_ms: st.heartbeat_ms,
+            handshake_timeout,
             default_login: Some((
                 cfg.default_user.name.clone(),
                 cfg.default_user.password.clone(),
@@ -390,6 +399,8 @@ struct Net {
     meters: Arc<gateway::metered::Meters>,
     /// The slow-consumer cut-off of every connection.
     write_timeout: Option<Duration>,
+    /// The cap on connections in their handshake (`[limits] max_handshakes`).
+    handshakes: Option<Arc<gateway::handshakes::Handshakes>>,
 }
 
 impl Net {
@@ -431,6 +442,7 @@ impl Net {
             listener,
             name,
             slots,
+            self.handshakes.clone(),
             stop.clone(),
             tracker,
             move |tcp, peer| {
@@ -466,6 +478,7 @@ async fn accept_loop<F, Fut>(
     listener: TcpListener,
     protocol: &'static str,
     slots: Arc<Semaphore>,
+    handshakes: Option<Arc<gateway::handshakes::Handshakes>>,
     stop: CancellationToken,
     tracker: TaskTracker,
     serve: F,
@@ -495,6 +508,17 @@ async fn accept_loop<F, Fut>(
         // `map`, not `async move { fut.await; drop(permit) }`: an async block keeps the future
         // it captured and the one it awaits side by side, so every connection's task would be
         // twice the size of its future (most of an idle connection's memory).
-        tracker.spawn(serve(stream, peer).map(move |()| drop(permit)));
+        match &handshakes {
+            None => {
+                tracker.spawn(serve(stream, peer).map(move |()| drop(permit)));
+            }
+            // Refused (logged by the cap, once a second at most): the socket closes.
+            Some(h) => match h.admit() {
+                None => drop(stream),
+                Some(pending) => {
+                    tracker.spawn(pending.run(serve(stream, peer)).map(move |()| drop(permit)));
+                }
+            },
+        }
     }
 }

@@ -393,13 +393,16 @@ async fn native_publish_is_consumed_over_amqp_and_back() {
 }
 
 #[tokio::test]
-async fn publishes_refused_by_the_disk_alarm_are_nacked() {
+async fn publishes_during_the_disk_alarm_are_held_then_confirmed_not_nacked() {
     let dir = tempfile::tempdir().unwrap();
     let b = TestBroker::start_in(
         dir.path(),
-        &[("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807")],
+        &[
+            ("JUNCTION_STORE_DISK_LOW_WATERMARK", "9223372036854775807"),
+            ("RUST_LOG", "info,junction::gateway=debug"),
+        ],
     );
-    // A raw client announces no connection.blocked capability, so it keeps publishing.
+    // A raw client announces no connection.blocked capability: it is not told, only held.
     let mut raw = Raw::open(&b, 4096, 0).await;
     raw.open_channel().await;
     raw.send_on(
@@ -430,11 +433,17 @@ async fn publishes_refused_by_the_disk_alarm_are_nacked() {
         raw.method().await,
         Some(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
     ));
-    raw.publish(1, "full-disk", b"refused").await;
+    raw.publish(1, "full-disk", b"held").await;
+    b.logged("publishing connection blocked by a resource alarm")
+        .await;
+    assert_eq!(b.queue_depth("full-disk").await, 0);
+    b.disk_alarm_off().await;
+    // RabbitMQ nacked nothing either: the first answer is the confirm.
     match raw.method().await {
-        Some(AMQPClass::Basic(basic::AMQPMethod::Nack(n))) => assert_eq!(n.delivery_tag, 1),
-        other => panic!("expected basic.nack, got {other:?}"),
+        Some(AMQPClass::Basic(basic::AMQPMethod::Ack(a))) => assert_eq!(a.delivery_tag, 1),
+        other => panic!("expected basic.ack, got {other:?}"),
     }
+    assert_eq!(b.queue_depth("full-disk").await, 1);
 }
 
 #[tokio::test]

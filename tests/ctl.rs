@@ -639,3 +639,58 @@ fn topic_permissions_and_limits() {
         json!([{"vhost": "/", "value": {"max-queues": 100}}])
     );
 }
+
+#[test]
+fn memory_watermark_and_disk_free_limit_raise_and_clear_the_alarms() {
+    let b = TestBroker::start();
+    let overview = || ctl_json(&b, &["overview"]);
+    assert_eq!(overview()["alarms"]["memory"], false);
+    // One byte: no broker stays under it, and memory is checked at once.
+    let out = ctl(&b, &["limits", "memory-watermark", "--absolute", "1"]);
+    assert!(out.contains("alarm on"), "{out}");
+    let m = ctl_json(&b, &["limits", "memory-watermark"]);
+    assert_eq!(m["absolute"], 1);
+    assert_eq!(m["alarm"], true);
+    assert!(m["used"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(overview()["alarms"]["memory"], true);
+    assert_eq!(
+        overview()["alarms"]["publishing_blocked"],
+        "memory use above the high watermark"
+    );
+    let m = ctl_json(&b, &["limits", "memory-watermark", "0.9"]);
+    assert_eq!(m["fraction"], 0.9);
+    assert_eq!(m["alarm"], false);
+    assert_eq!(overview()["alarms"]["memory"], false);
+    let e = ctl_fails(&b, &["limits", "memory-watermark", "2"]);
+    assert!(e.contains("between 0 and 1"), "{e}");
+    let e = ctl_fails(&b, &["limits", "memory-watermark", "lots"]);
+    assert!(e.contains("not a fraction"), "{e}");
+
+    // More free space than any disk has: the disk alarm.
+    let d = ctl_json(&b, &["limits", "disk-free-limit", "16000000TB"]);
+    assert_eq!(d["limit"], 16_000_000_000_000_000_000u64);
+    assert_eq!(d["alarm"], true);
+    assert_eq!(overview()["alarms"]["disk"], true);
+    let out = ctl(&b, &["limits", "disk-free-limit", "1MiB"]);
+    assert!(out.contains("no alarm"), "{out}");
+    let d = ctl_json(&b, &["limits", "disk-free-limit"]);
+    assert_eq!(d["limit"], 1 << 20);
+    assert!(d["free"].as_u64().unwrap() > 1 << 20, "{d}");
+    assert_eq!(overview()["alarms"]["disk"], false);
+
+    // Administrators only.
+    ctl(&b, &["users", "add", "viewer", "pw"]);
+    let e = ctl_fails(
+        &b,
+        &[
+            "-u",
+            "viewer",
+            "-p",
+            "pw",
+            "limits",
+            "disk-free-limit",
+            "1GB",
+        ],
+    );
+    assert!(e.contains("403"), "{e}");
+}

@@ -130,7 +130,7 @@ async fn sigterm_closes_clients_with_a_close_frame_and_exits_cleanly() {
 }
 
 #[tokio::test]
-async fn disk_low_watermark_blocks_publishers_with_flow_and_keeps_data() {
+async fn disk_low_watermark_holds_publishers_with_flow_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut b = TestBroker::start_in(dir.path(), &[]);
@@ -163,23 +163,27 @@ async fn disk_low_watermark_blocks_publishers_with_flow_and_keeps_data() {
         c.hello("guest", "guest").await.body,
         Body::Welcome(_)
     ));
-    c.send(Frame::new(4, publish("kept", b"refused"))).await;
-    let mut saw_flow = false;
-    let mut saw_error = false;
-    while !(saw_flow && saw_error) {
-        match c.recv().await.map(|f| f.body) {
-            Some(Body::Flow(f)) => {
-                assert!(f.blocked);
-                saw_flow = true;
-            }
-            Some(Body::Error(e)) => {
-                assert_eq!(e.code, ErrorCode::ResourceError);
-                saw_error = true;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+    match c.recv().await.map(|f| f.body) {
+        Some(Body::Flow(f)) => assert!(f.blocked && f.reason.contains("disk"), "{f:?}"),
+        other => panic!("expected Flow, got {other:?}"),
     }
-    // What was stored before is still there.
+    // Held, not refused: the answer comes once the alarm clears (here through the API).
+    c.send(Frame::new(4, publish("kept", b"held"))).await;
+    assert_eq!(b.queue_depth("kept").await, 1);
+    b.disk_alarm_off().await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(c.recv().await.expect("open").body);
+    }
+    assert!(
+        got.iter().any(|f| matches!(f, Body::Published(_))),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|f| matches!(f, Body::Flow(f) if !f.blocked)),
+        "{got:?}"
+    );
+    // What was stored before is still there, and the held publish after it.
     c.send(Frame::new(
         5,
         wire::Pull {
@@ -192,8 +196,8 @@ async fn disk_low_watermark_blocks_publishers_with_flow_and_keeps_data() {
     .await;
     match c.recv().await.map(|f| f.body) {
         Some(Body::Pulled(p)) => {
-            assert_eq!(p.messages.len(), 1);
-            assert_eq!(&p.messages[0].body[..], b"before");
+            let bodies: Vec<&[u8]> = p.messages.iter().map(|m| &m.body[..]).collect();
+            assert_eq!(bodies, [&b"before"[..], b"held"]);
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -212,7 +216,7 @@ fn publish(queue: &str, body: &'static [u8]) -> wire::Publish {
 }
 
 #[tokio::test]
-async fn memory_alarm_blocks_publishers_with_flow() {
+async fn memory_alarm_holds_publishers_with_flow() {
     // A watermark no broker can stay under: the alarm is on within its first second.
     let dir = tempfile::tempdir().unwrap();
     let b = TestBroker::start_in(
@@ -234,10 +238,16 @@ async fn memory_alarm_blocks_publishers_with_flow() {
         "declares still work"
     );
     c.send(Frame::new(3, publish("q", b"x"))).await;
-    match c.recv().await.map(|f| f.body) {
-        Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::ResourceError),
-        other => panic!("expected a refusal, got {other:?}"),
+    // Held until the watermark is raised: then stored and confirmed, never refused.
+    b.memory_alarm_off().await;
+    loop {
+        match c.recv().await.map(|f| f.body) {
+            Some(Body::Published(_)) => break,
+            Some(Body::Flow(f)) => assert!(!f.blocked, "{f:?}"),
+            other => panic!("expected the confirm, got {other:?}"),
+        }
     }
+    assert_eq!(b.queue_depth("q").await, 1);
 }
 
 /// A durable, one-partition queue declaration.

@@ -330,8 +330,10 @@ impl Client {
             .map_err(|_| SdkError::Closed)
     }
 
-    /// Sends a request and waits for its answer, within the request timeout. An `Error`
-    /// answer becomes [`SdkError::Server`].
+    /// Sends a request and waits for its answer, within the request timeout (which does not
+    /// run out while the server has publishing paused: a publish it holds, and whatever the
+    /// client sent behind it, are answered once the alarm clears). An `Error` answer becomes
+    /// [`SdkError::Server`].
     pub(crate) async fn call(&self, body: Body) -> Result<Body> {
         self.call_in(body, None).await
     }
@@ -359,9 +361,14 @@ impl Client {
                 Err(_) => Err(self.shared().lost_error()),
             }
         };
-        tokio::time::timeout(self.shared().opts.request_timeout, exchange)
-            .await
-            .unwrap_or(Err(SdkError::Timeout))
+        let mut exchange = std::pin::pin!(exchange);
+        loop {
+            match tokio::time::timeout(self.shared().opts.request_timeout, &mut exchange).await {
+                Ok(answer) => return answer,
+                Err(_) if self.is_flow_blocked() => {}
+                Err(_) => return Err(SdkError::Timeout),
+            }
+        }
     }
 
     /// Waits while the server has publishing paused.

@@ -48,6 +48,10 @@ pub struct Producer {
 pub struct Confirm {
     rx: oneshot::Receiver<Result<Body>>,
     deadline: Pin<Box<Sleep>>,
+    /// Whether the server has publishing paused: the deadline does not run out meanwhile (it
+    /// holds the message and confirms it once the alarm clears).
+    flow: tokio::sync::watch::Receiver<bool>,
+    timeout: std::time::Duration,
 }
 
 impl Future for Confirm {
@@ -61,9 +65,15 @@ impl Future for Confirm {
                 Err(_) => Err(SdkError::ConnectionLost),
             });
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(SdkError::Timeout)),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) if *self.flow.borrow() => {
+                    let next = tokio::time::Instant::now() + self.timeout;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(()) => return Poll::Ready(Err(SdkError::Timeout)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -271,7 +281,13 @@ impl Producer {
             permit: Some(permit),
         };
         self.client.enqueue(cmd).await?;
-        Ok(Confirm { rx, deadline })
+        let shared = self.client.shared();
+        Ok(Confirm {
+            rx,
+            deadline,
+            flow: shared.flow_blocked.subscribe(),
+            timeout: shared.opts.request_timeout,
+        })
     }
 
     /// Publishes without a confirm; resolves once the message is queued for the connection.

@@ -277,6 +277,42 @@ async fn flow_blocks_sends_until_resumed() {
 }
 
 #[tokio::test]
+async fn a_send_the_server_holds_during_an_alarm_does_not_time_out() {
+    // The confirm comes well after the request timeout, as from a broker that held the
+    // publish through a resource alarm.
+    let server = FakeServer::with(Behavior {
+        confirm_delay: Duration::from_secs(6),
+        ..Default::default()
+    })
+    .await;
+    let client = Client::connect(server.options().request_timeout(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let producer = client.producer();
+    let send = tokio::spawn(async move {
+        producer
+            .send(&Destination::queue("held"), Message::new("held"))
+            .await
+    });
+    server
+        .expect("Publish", |_, f| {
+            matches!(f.body, Body::Publish(_)).then_some(())
+        })
+        .await;
+    // The alarm went on just after the client sent it.
+    server.push(
+        1,
+        Flow {
+            blocked: true,
+            reason: "memory alarm".into(),
+        },
+    );
+    let receipt = within("the held send", send).await.unwrap().unwrap();
+    assert_eq!(receipt.offset(), Some(0));
+    assert!(client.is_flow_blocked());
+}
+
+#[tokio::test]
 async fn frames_over_the_negotiated_size_fail_alone() {
     let server = FakeServer::start().await;
     let client = Client::connect(server.options().max_frame(4096))

@@ -6,6 +6,7 @@
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
 //! - `json`: core values, properties and messages <-> JSON.
 //! - `overview`, `access`, `topology`, `groups`, `messages`, `policies`: the handlers.
+//! - `alarms`: the memory high watermark and disk free limit, set while running.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
 //! - `mqtt`: MQTT sessions and retained messages.
@@ -16,6 +17,7 @@
 //! in every protocol. It is not a protocol gateway: requests are not listed as connections.
 
 mod access;
+mod alarms;
 mod auth;
 mod dashboard;
 mod error;
@@ -80,6 +82,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/policies", &["get"]),
     ("/api/policies/{vhost}", &["get"]),
     ("/api/policies/{vhost}/{name}", &["get", "put", "delete"]),
+    ("/api/limits/memory-watermark", &["get", "put"]),
+    ("/api/limits/disk-free-limit", &["get", "put"]),
     ("/api/exchanges", &["get"]),
     ("/api/exchanges/{vhost}", &["get"]),
     ("/api/exchanges/{vhost}/{name}", &["get", "put", "delete"]),
@@ -183,6 +187,14 @@ pub fn router(
             get(policies::one)
                 .put(policies::put)
                 .delete(policies::delete),
+        )
+        .route(
+            "/api/limits/memory-watermark",
+            get(alarms::memory).put(alarms::put_memory),
+        )
+        .route(
+            "/api/limits/disk-free-limit",
+            get(alarms::disk).put(alarms::put_disk),
         )
         .route("/api/exchanges", get(topology::all_exchanges))
         .route("/api/exchanges/{vhost}", get(topology::exchanges))

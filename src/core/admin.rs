@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::auth::{Access, Permission, User};
@@ -425,7 +424,7 @@ impl Broker {
 
     /// Whether the memory alarm is on (publishing blocked).
     pub fn memory_alarm(&self) -> bool {
-        self.inner.memory_alarm.load(Ordering::Acquire)
+        self.inner.alarms.memory_on()
     }
 
     /// Messages of `session`'s vhost found in the store's index by id or key (newest first),

@@ -10,12 +10,12 @@
 //!   counters per queue and vhost; `admin`: what the HTTP API reads and manages.
 
 mod admin;
+mod alarm;
 pub mod auth;
 mod dedup;
 mod error;
 pub mod filter;
 mod limits;
-mod memory;
 pub mod message;
 pub mod meta;
 pub mod metrics;
@@ -41,6 +41,7 @@ use junction_store::{AppendRequest, Store, StoreConfig, StoreError};
 use tokio_util::task::TaskTracker;
 
 pub use admin::{FoundMessage, Lookup, QueueSummary};
+pub use alarm::{DiskStatus, MemoryStatus, MemoryWatermark};
 pub use auth::{Access, Credential, Permission, TopicPermission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
@@ -74,9 +75,8 @@ pub struct CoreConfig {
     /// guest/guest).
     pub default_user: (String, String),
     /// Publishing is blocked while the broker's anonymous memory (heap, not mapped files) is
-    /// above this fraction of the machine's RAM (RabbitMQ's `vm_memory_high_watermark`).
-    /// 0 disables the alarm.
-    pub memory_high_watermark: f64,
+    /// above this (RabbitMQ's `vm_memory_high_watermark`); zero disables the alarm.
+    pub memory_high_watermark: MemoryWatermark,
     /// Keep consume queues of queue ids `meta.json` does not know at start (a broker of a
     /// cluster: a slave receives records before the metadata naming their queue).
     pub keep_unknown_queues: bool,
@@ -92,7 +92,7 @@ impl CoreConfig {
             store: StoreConfig::new(data_dir.join("store")),
             data_dir,
             default_user: ("guest".into(), "guest".into()),
-            memory_high_watermark: 0.4,
+            memory_high_watermark: MemoryWatermark::Relative(0.4),
             keep_unknown_queues: false,
             transactions: transaction::TxConfig::default(),
         }
@@ -113,8 +113,8 @@ pub struct BrokerInner {
     offsets_dir: PathBuf,
     tasks: TaskTracker,
     me: Weak<BrokerInner>,
-    /// Set while anonymous memory is above the high watermark.
-    memory_alarm: std::sync::atomic::AtomicBool,
+    /// The memory and disk alarms.
+    pub(crate) alarms: alarm::Alarms,
     stop: tokio_util::sync::CancellationToken,
     /// Retained messages by vhost, exchange and routing key.
     pub(crate) retained: Arc<retained::Retained>,
@@ -218,7 +218,7 @@ impl Broker {
             offsets_dir,
             tasks: TaskTracker::new(),
             me: me.clone(),
-            memory_alarm: std::sync::atomic::AtomicBool::new(false),
+            alarms: alarm::Alarms::new(cfg.memory_high_watermark),
             stop: tokio_util::sync::CancellationToken::new(),
             retained: Arc::new(retained::Retained::open(&cfg.data_dir)),
             connections: Arc::default(),
@@ -282,14 +282,9 @@ impl Broker {
                 inner.store.delete_queue(key)?;
             }
         }
-        if cfg.memory_high_watermark > 0.0 {
-            let watch = memory::watch(
-                Arc::downgrade(&inner),
-                cfg.memory_high_watermark,
-                inner.stop.clone(),
-            );
-            inner.tasks.spawn(watch);
-        }
+        inner
+            .tasks
+            .spawn(alarm::watch(Arc::downgrade(&inner), inner.stop.clone()));
         tracing::info!(
             queues = meta.queues.len(),
             exchanges = meta.exchanges.len(),
@@ -546,16 +541,6 @@ impl Broker {
 }
 
 impl BrokerInner {
-    fn blocked_reason(&self) -> Option<&'static str> {
-        if self.memory_alarm.load(Ordering::Acquire) {
-            Some("memory use above the high watermark")
-        } else if self.store.is_disk_low() {
-            Some("disk space below the low watermark")
-        } else {
-            None
-        }
-    }
-
     fn vhost(&self, name: &str) -> Option<VHostRef> {
         rlock(&self.vhosts).get(name).cloned()
     }
@@ -930,10 +915,8 @@ impl BrokerInner {
         ext: Option<message::MetaExt>,
     ) -> CoreResult<(Vec<Routed>, u64)> {
         self.check_writable()?;
-        if self.memory_alarm.load(Ordering::Relaxed) {
-            return Err(CoreError::Blocked(
-                "memory use above the high watermark".into(),
-            ));
+        if self.alarms.memory_on() {
+            return Err(CoreError::Blocked(alarm::MEMORY_REASON.into()));
         }
         if queues.is_empty() && extra.is_empty() {
             return Ok((Vec::new(), 0));

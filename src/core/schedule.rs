@@ -213,10 +213,8 @@ impl BrokerInner {
         msg: &Message,
         due_ms: i64,
     ) -> CoreResult<u64> {
-        if self.memory_alarm.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(CoreError::Blocked(
-                "memory use above the high watermark".into(),
-            ));
+        if self.alarms.memory_on() {
+            return Err(CoreError::Blocked(super::alarm::MEMORY_REASON.into()));
         }
         let meta = StoredMeta {
             exchange: exchange.into(),

@@ -301,6 +301,14 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// Waits until no resource alarm blocks publishing (at once if none does). Cancel-safe,
+    /// and borrows nothing: a gateway holding a publish `select!`s on it beside the session's
+    /// events.
+    pub fn publishing_resumed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let broker = Arc::clone(&self.broker);
+        async move { broker.publishing_resumed().await }
+    }
+
     pub(crate) fn new(
         broker: Arc<BrokerInner>,
         id: u64,

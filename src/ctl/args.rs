@@ -336,6 +336,22 @@ pub(super) enum LimitCmd {
         #[arg(allow_hyphen_values = true)]
         value: i64,
     },
+    /// Shows or sets the memory high watermark (publishing is blocked above it); not saved
+    /// across restarts.
+    MemoryWatermark {
+        /// A fraction of RAM (0.4), or with --absolute an amount (2GiB, 512MB, bytes); 0 turns
+        /// the alarm off. Absent: show the current one.
+        value: Option<String>,
+        /// The value is an amount of memory, not a fraction.
+        #[arg(long)]
+        absolute: bool,
+    },
+    /// Shows or sets the disk free limit (publishing is blocked while free space is below
+    /// it); not saved across restarts.
+    DiskFreeLimit {
+        /// An amount (1GB, 512MiB, bytes). Absent: show the current one.
+        value: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

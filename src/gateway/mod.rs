@@ -2,6 +2,7 @@
 //! keeps no queues, routing or messages of its own.
 
 pub mod amqp;
+pub mod handshakes;
 pub mod metered;
 pub mod mqtt;
 pub mod native;

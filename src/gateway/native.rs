@@ -5,8 +5,14 @@
 //! the same moment are written together. A publish with `confirm` is answered once the core
 //! confirms it (stored under the flush policy), in publish order.
 //!
+//! Resource alarms: every connection gets a `Flow` push when publishing is blocked and when it
+//! resumes; a publish that arrives meanwhile is held and the connection not read until the
+//! alarm clears (see `publish`).
+//!
 //! Bad input gets an `Error` frame with the protocol's code (request id 0 for a broken frame,
 //! which then closes the connection), is logged once, and never affects other connections.
+
+mod publish;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +21,7 @@ use std::time::Duration;
 /// The accepted connection (TLS or not), its bytes counted for its listener.
 type Stream = crate::gateway::metered::Metered<crate::tls::Stream>;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::OptionFuture;
 use junction_native as wire;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +31,8 @@ use wire::{Body, ErrorCode, Frame};
 use crate::core::filter::Filter;
 use crate::core::{
     BindingDecl, Broker, ConsumeSpec, CoreError, Credential, Delivery, ExchangeDecl, ExchangeKind,
-    Lookup, Message, Properties, PublishOptions, QueueDecl, RetryPolicy, Session, SessionEvent,
-    Settle, StartFrom, TxCheck, TxOutcome, Value,
+    Lookup, Properties, QueueDecl, RetryPolicy, Session, SessionEvent, Settle, StartFrom, TxCheck,
+    Value,
 };
 
 /// Connection settings the gateway needs.
@@ -270,6 +277,7 @@ pub async fn serve(
         conn,
         broker,
         blocked: false,
+        held: None,
         session,
         pending: VecDeque::new(),
         consumers: HashMap::new(),
@@ -333,6 +341,7 @@ async fn handshake(
         &h.client_id,
     ) {
         Ok(session) => {
+            crate::gateway::handshakes::logged_in();
             let hb = match (h.heartbeat_ms, settings.heartbeat.as_millis() as u32) {
                 (0, _) | (_, 0) => 0,
                 (a, b) => a.min(b),
@@ -378,7 +387,10 @@ const MAX_PENDING: usize = 16_384;
 struct Connection {
     conn: Conn,
     broker: Broker,
+    /// The client was told `Flow { blocked: true }`.
     blocked: bool,
+    /// A publish held by a resource alarm: the socket is not read until it is stored.
+    held: Option<Box<publish::Held>>,
     session: Session,
     pending: VecDeque<Pending>,
     /// Native consumer id -> core consumer tag.
@@ -404,8 +416,8 @@ impl Connection {
         };
         let mut tick = tokio::time::interval(hb);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut alarm = tokio::time::interval(Duration::from_secs(1));
-        alarm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut alarm = self.broker.alarm_watch();
+        alarm.mark_changed();
         let mut last_read = tokio::time::Instant::now();
         let mut last_write = tokio::time::Instant::now();
         // Pinned once: registering with the close signal per loop turn would cost a lock each.
@@ -413,10 +425,16 @@ impl Connection {
         let closed = closed.requested();
         tokio::pin!(closed);
         loop {
+            // Made only while a publish is held (its branch is disabled otherwise).
+            let resumed = OptionFuture::from(
+                self.held
+                    .as_ref()
+                    .map(|_| self.session.publishing_resumed()),
+            );
             let flow = tokio::select! {
-                // Backpressure: a client with too many unconfirmed publishes is not read from
-                // until confirms catch up.
-                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if self.pending.len() < MAX_PENDING => match r {
+                // Backpressure: a client with too many unconfirmed publishes, or one whose
+                // publish a resource alarm holds, is not read from until that is over.
+                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if self.pending.len() < MAX_PENDING && self.held.is_none() => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
                         last_read = tokio::time::Instant::now();
@@ -450,7 +468,15 @@ impl Connection {
                     }
                     Flow::Continue
                 },
+                Some(()) = resumed, if self.held.is_some() => {
+                    self.resume();
+                    self.on_input().await
+                },
                 _ = tick.tick() => {
+                    // The client's heartbeats wait unread while a publish is held.
+                    if self.held.is_some() {
+                        last_read = tokio::time::Instant::now();
+                    }
                     if !heartbeat.is_zero() {
                         if last_read.elapsed() > heartbeat * 2 {
                             tracing::info!("heartbeat timeout: closing");
@@ -464,8 +490,8 @@ impl Connection {
                     }
                     Flow::Continue
                 },
-                _ = alarm.tick() => {
-                    let reason = self.broker.publishing_blocked();
+                Ok(()) = alarm.changed() => {
+                    let reason = *alarm.borrow_and_update();
                     if reason.is_some() != self.blocked {
                         self.blocked = reason.is_some();
                         let text = reason.unwrap_or_default();
@@ -497,9 +523,9 @@ impl Connection {
         }
     }
 
-    /// Handles every complete frame in the read buffer.
+    /// Handles every complete frame in the read buffer (until a publish is held).
     async fn on_input(&mut self) -> Flow {
-        loop {
+        while self.held.is_none() {
             match self.conn.decoder.decode(&mut self.conn.rbuf) {
                 Ok(Some(f)) => {
                     if let Flow::Close = self.on_frame(f).await {
@@ -514,6 +540,7 @@ impl Connection {
                 }
             }
         }
+        Flow::Continue
     }
 
     async fn on_frame(&mut self, f: Frame) -> Flow {
@@ -626,43 +653,8 @@ impl Connection {
                     }))
                 }),
             Body::Lookup(l) => self.lookup(l),
-            Body::PublishHalf(h) => {
-                let msg = Message {
-                    properties: props_in(h.properties),
-                    body: h.body,
-                };
-                self.session
-                    .publish_half(&h.exchange, &h.routing_key, &msg, &h.group)
-                    .inspect_err(|e| self.on_publish_error(e))
-                    .map(|(transaction_id, seq)| {
-                        self.pending.push_back(Pending::Half {
-                            seq,
-                            request_id: id,
-                            transaction_id,
-                        });
-                        None
-                    })
-            }
-            Body::EndTransaction(e) => {
-                let outcome = match e.state {
-                    wire::TransactionState::Commit => TxOutcome::Commit,
-                    wire::TransactionState::Rollback => TxOutcome::Rollback,
-                    wire::TransactionState::Unknown => TxOutcome::Unknown,
-                };
-                self.session
-                    .end_transaction(e.transaction_id, outcome)
-                    .map(|p| {
-                        if id != 0 {
-                            self.pending.push_back(Pending::One {
-                                seq: p.seq,
-                                request_id: id,
-                                routes: routes_out(p.routed),
-                                duplicate: false,
-                            });
-                        }
-                        None
-                    })
-            }
+            Body::PublishHalf(h) => self.publish_half(id, h),
+            Body::EndTransaction(e) => self.end_transaction(id, e),
             Body::RegisterTransactionGroup(g) => {
                 let tx = match &self.checks_tx {
                     Some(tx) => tx.clone(),
@@ -695,6 +687,12 @@ impl Connection {
                 return Flow::Close;
             }
         };
+        self.reply(id, r);
+        Flow::Continue
+    }
+
+    /// Answers request `id` with its result (`None`: answered later, or not at all).
+    fn reply(&mut self, id: u32, r: Result<Option<Body>, CoreError>) {
         match r {
             Ok(Some(body)) => self.conn.push(id, body),
             Ok(None) => {}
@@ -702,102 +700,6 @@ impl Connection {
                 tracing::debug!(error = %e, "request failed");
                 self.conn.error(id, error_code(&e), e.to_string());
             }
-        }
-        Flow::Continue
-    }
-
-    fn publish(&mut self, id: u32, p: wire::Publish) -> Result<Option<Body>, CoreError> {
-        let opts = PublishOptions {
-            deliver_at_ms: p.properties.deliver_at_ms,
-            producer: p.producer,
-        };
-        let msg = Message {
-            properties: props_in(p.properties),
-            body: p.body,
-        };
-        let published = self
-            .session
-            .publish_with(&p.exchange, &p.routing_key, &msg, &opts)
-            .inspect_err(|e| self.on_publish_error(e))?;
-        if published.unroutable() && p.mandatory {
-            return Ok(Some(Body::Returned(wire::Returned {
-                reply_code: ErrorCode::NoRoute.code(),
-                reply_text: "NO_ROUTE".into(),
-            })));
-        }
-        if p.confirm {
-            let routes = published
-                .routed
-                .into_iter()
-                .map(|r| wire::Route {
-                    queue: r.queue,
-                    partition: r.partition,
-                    offset: r.offset,
-                })
-                .collect();
-            self.pending.push_back(Pending::One {
-                seq: published.seq,
-                request_id: id,
-                routes,
-                duplicate: published.duplicate,
-            });
-        }
-        Ok(None)
-    }
-
-    fn publish_batch(&mut self, id: u32, b: wire::PublishBatch) -> Result<Option<Body>, CoreError> {
-        let mut routes = Vec::with_capacity(b.messages.len());
-        let mut last = 0;
-        for m in b.messages {
-            let rk = m.routing_key.as_deref().unwrap_or(&b.routing_key);
-            let opts = PublishOptions {
-                deliver_at_ms: m.properties.deliver_at_ms,
-                ..PublishOptions::default()
-            };
-            let msg = Message {
-                properties: props_in(m.properties),
-                body: m.body,
-            };
-            let p = self
-                .session
-                .publish_with(&b.exchange, rk, &msg, &opts)
-                .inspect_err(|e| self.on_publish_error(e))?;
-            last = p.seq;
-            routes.push(
-                p.routed
-                    .into_iter()
-                    .map(|r| wire::Route {
-                        queue: r.queue,
-                        partition: r.partition,
-                        offset: r.offset,
-                    })
-                    .collect(),
-            );
-        }
-        if last == 0 {
-            return Ok(Some(Body::PublishedBatch(wire::PublishedBatch {
-                results: routes,
-            })));
-        }
-        self.pending.push_back(Pending::Batch {
-            seq: last,
-            request_id: id,
-            routes,
-        });
-        Ok(None)
-    }
-
-    /// A publish refused for low disk space also raises the connection's flow alarm.
-    fn on_publish_error(&mut self, e: &CoreError) {
-        if matches!(e, CoreError::Blocked(_)) && !self.blocked {
-            self.blocked = true;
-            self.conn.push(
-                0,
-                wire::Flow {
-                    blocked: true,
-                    reason: e.to_string(),
-                },
-            );
         }
     }
 

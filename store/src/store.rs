@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) service: Event,
     disk_low: AtomicBool,
     disk_free: AtomicU64,
+    /// `disk_low_watermark`, changeable while the store runs.
+    disk_watermark: AtomicU64,
     pub(crate) last_ts: AtomicI64,
     /// Sync replication: how far slaves have acknowledged.
     pub(crate) replica: crate::replica::ReplicaGate,
@@ -144,7 +146,7 @@ impl Inner {
         if self.disk_low.load(Ordering::Acquire) {
             return Err(StoreError::DiskLow {
                 free: self.disk_free.load(Ordering::Relaxed),
-                watermark: self.cfg.disk_low_watermark,
+                watermark: self.disk_watermark.load(Ordering::Relaxed),
             });
         }
         Ok(())
@@ -156,14 +158,11 @@ impl Inner {
         };
         let free = st.f_bavail.saturating_mul(st.f_frsize);
         self.disk_free.store(free, Ordering::Relaxed);
-        let low = free < self.cfg.disk_low_watermark;
+        let watermark = self.disk_watermark.load(Ordering::Relaxed);
+        let low = free < watermark;
         if low != self.disk_low.swap(low, Ordering::AcqRel) {
             if low {
-                tracing::warn!(
-                    free,
-                    watermark = self.cfg.disk_low_watermark,
-                    "disk space low: appends refused"
-                );
+                tracing::warn!(free, watermark, "disk space low: appends refused");
             } else {
                 tracing::info!(free, "disk space recovered: appends accepted");
             }
@@ -320,6 +319,7 @@ impl Store {
             service: Event::new(),
             disk_low: AtomicBool::new(false),
             disk_free: AtomicU64::new(u64::MAX),
+            disk_watermark: AtomicU64::new(cfg.disk_low_watermark),
             last_ts: AtomicI64::new(rec.last_ts),
             replica: crate::replica::ReplicaGate::default(),
             log: rec.log,
@@ -641,6 +641,24 @@ impl Store {
 
     /// Re-reads free disk space now (it is also checked every `checkpoint_interval`).
     pub fn refresh_disk(&self) {
+        self.inner.refresh_disk();
+    }
+
+    /// Free space on the store's file system, bytes, as of the last check.
+    pub fn disk_free(&self) -> u64 {
+        self.inner.disk_free.load(Ordering::Relaxed)
+    }
+
+    /// The free space below which appends are refused (`disk_low_watermark`), bytes.
+    pub fn disk_low_watermark(&self) -> u64 {
+        self.inner.disk_watermark.load(Ordering::Relaxed)
+    }
+
+    /// Changes `disk_low_watermark` while the store runs and checks free space against it at
+    /// once (RabbitMQ's `set_disk_free_limit`). Not written anywhere: a restart goes back to
+    /// the configured value.
+    pub fn set_disk_low_watermark(&self, bytes: u64) {
+        self.inner.disk_watermark.store(bytes, Ordering::Relaxed);
         self.inner.refresh_disk();
     }
 

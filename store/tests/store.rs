@@ -266,6 +266,40 @@ fn disk_low_watermark_refuses_appends_and_keeps_data() {
 }
 
 #[test]
+fn disk_low_watermark_can_be_changed_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::tiny(dir.path())).unwrap();
+    append(&store, &[Q], 0, 10);
+    assert!(!store.is_disk_low());
+    assert!(store.disk_free() > 0 && store.disk_free() < u64::MAX);
+    // Above any disk's free space: refused at once, without waiting for the periodic check.
+    store.set_disk_low_watermark(u64::MAX);
+    assert_eq!(store.disk_low_watermark(), u64::MAX);
+    assert!(store.is_disk_low());
+    let err = store
+        .append(&AppendRequest {
+            targets: &[Q],
+            body: b"x",
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::DiskLow {
+                watermark: u64::MAX,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    store.set_disk_low_watermark(0);
+    assert!(!store.is_disk_low());
+    append(&store, &[Q], 1, 10);
+    assert_eq!(store.read(Q, 0, 10).unwrap().messages.len(), 2);
+}
+
+#[test]
 fn oversized_records_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::tiny(dir.path())).unwrap();

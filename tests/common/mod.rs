@@ -182,6 +182,136 @@ impl TestBroker {
         }
     }
 
+    /// Waits (bounded) until the broker's log has a line containing `needle`.
+    pub async fn logged(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.logs().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' in the log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `method path` on the HTTP API as guest with a JSON body (or none); the answer's JSON
+    /// (Null if none). Panics unless the status is 2xx.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let url = format!("http://{}{path}", self.http);
+        let (method, path) = (method.to_string(), path.to_string());
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into();
+            let req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url)
+                // guest:guest
+                .header("authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=");
+            let res = match body {
+                Some(b) => agent.run(
+                    req.header("content-type", "application/json")
+                        .body(b.to_string())
+                        .unwrap(),
+                ),
+                None => agent.run(req.body(()).unwrap()),
+            };
+            let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            let text = res.body_mut().read_to_string().unwrap_or_default();
+            assert!(
+                res.status().is_success(),
+                "{method} {path}: {} {text}",
+                res.status()
+            );
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Raises the memory alarm: a watermark of one byte, which no broker stays under.
+    pub async fn memory_alarm_on(&self) {
+        let m = self
+            .api(
+                "PUT",
+                "/api/limits/memory-watermark",
+                Some(serde_json::json!({"absolute": 1})),
+            )
+            .await;
+        assert_eq!(m["alarm"], true, "{m}");
+    }
+
+    /// Clears the memory alarm (the default watermark, 0.4 of RAM).
+    pub async fn memory_alarm_off(&self) {
+        let m = self
+            .api(
+                "PUT",
+                "/api/limits/memory-watermark",
+                Some(serde_json::json!({"fraction": 0.4})),
+            )
+            .await;
+        assert_eq!(m["alarm"], false, "{m}");
+    }
+
+    /// Raises the disk alarm: a free-space limit above any disk's size.
+    pub async fn disk_alarm_on(&self) {
+        let d = self
+            .api(
+                "PUT",
+                "/api/limits/disk-free-limit",
+                Some(serde_json::json!({"bytes": u64::MAX})),
+            )
+            .await;
+        assert_eq!(d["alarm"], true, "{d}");
+    }
+
+    /// Clears the disk alarm (a limit of 1 MiB).
+    pub async fn disk_alarm_off(&self) {
+        let d = self
+            .api(
+                "PUT",
+                "/api/limits/disk-free-limit",
+                Some(serde_json::json!({"bytes": 1 << 20})),
+            )
+            .await;
+        assert_eq!(d["alarm"], false, "{d}");
+    }
+
+    /// Messages in queue `name` of vhost `/` (ready and unacknowledged), as the API counts them.
+    pub async fn queue_depth(&self, name: &str) -> u64 {
+        let q = self
+            .api("GET", &format!("/api/queues/%2F/{name}"), None)
+            .await;
+        q["messages"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no depth in {q}"))
+    }
+
+    /// Waits (bounded) until queue `name` of vhost `/` holds `n` messages (acks are settled
+    /// asynchronously).
+    pub async fn until_depth(&self, name: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let depth = self.queue_depth(name).await;
+            if depth == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "queue {name} stays at {depth}, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

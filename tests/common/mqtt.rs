@@ -87,6 +87,17 @@ impl V4 {
         }
     }
 
+    /// What has come in and not been taken yet (pings skipped), without waiting.
+    pub fn received_now(&mut self) -> Vec<Result<rumqttc::Packet, String>> {
+        let mut all = Vec::new();
+        while let Ok(r) = self.events.try_recv() {
+            if !matches!(r, Ok(rumqttc::Packet::PingResp)) {
+                all.push(r);
+            }
+        }
+        all
+    }
+
     /// The next PUBLISH, skipping acknowledgements.
     pub async fn publish(&mut self) -> rumqttc::Publish {
         loop {

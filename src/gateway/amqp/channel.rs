@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::OptionFuture;
 use junction_amqp::amq_protocol::protocol::{basic, AMQPClass};
 use junction_amqp::{
     encode_delivery, encode_method, reply_code as rc, short_string_lossy, Content,
@@ -82,6 +83,9 @@ pub(super) struct Channel {
     confirm_next: u64,
     pending: VecDeque<Pending>,
     tx: Option<Vec<TxOp>>,
+    /// A publish a resource alarm holds (with its confirm tag): nothing more is taken from the
+    /// connection until it is stored.
+    held: Option<(Box<Content>, u64)>,
     stopped: bool,
     /// The client closed the channel: answer close-ok after the session is closed.
     close_ok: bool,
@@ -110,18 +114,28 @@ pub async fn run(
         confirm_next: 0,
         pending: VecDeque::new(),
         tx: None,
+        held: None,
         stopped: false,
         close_ok: false,
     };
     while !ch.stopped {
         tokio::select! {
-            m = rx.recv() => match m {
+            m = rx.recv(), if ch.held.is_none() => match m {
                 Some(m) => {
                     ch.on_input(m).await;
                     ch.ctx.inflight.fetch_sub(1, Ordering::AcqRel);
                 }
                 None => ch.stopped = true,
             },
+            // Made only while a publish is held (the branch is disabled otherwise).
+            Some(()) = OptionFuture::from(ch.held.as_ref().map(|_| ch.session.publishing_resumed())), if ch.held.is_some() => {
+                if let Some((c, tag)) = ch.held.take() {
+                    match ch.try_publish(c, tag) {
+                        Ok(held) => ch.held = held,
+                        Err(e) => ch.fail(e),
+                    }
+                }
+            }
             Some(ev) = ch.session.next_event() => {
                 ch.on_event(ev);
                 let mut n = 0;
@@ -194,7 +208,7 @@ impl Channel {
                     ops.push(TxOp::Publish(c));
                     Ok(())
                 }
-                None => self.publish(*c),
+                None => self.publish(c),
             },
             ChanIn::Close => {
                 // close-ok goes out once the session is closed (unacked messages requeued).
@@ -208,8 +222,27 @@ impl Channel {
         }
     }
 
-    /// Publishes a message; confirms, nacks and returns follow the AMQP rules.
-    fn publish(&mut self, c: Content) -> Result<(), AmqpError> {
+    /// Publishes a message; confirms, nacks and returns follow the AMQP rules. While a
+    /// resource alarm is on the message is held, not refused: it is stored (and confirmed)
+    /// once the alarm clears, and the channel takes nothing else from the client meanwhile.
+    fn publish(&mut self, c: Box<Content>) -> Result<(), AmqpError> {
+        let tag = if self.confirm_next > 0 {
+            self.confirm_next += 1;
+            self.confirm_next - 1
+        } else {
+            0
+        };
+        self.held = self.try_publish(c, tag)?;
+        Ok(())
+    }
+
+    /// Publishes `c` (confirm tag `tag`, 0 outside confirm mode); gives it back if a resource
+    /// alarm blocks publishing.
+    fn try_publish(
+        &mut self,
+        c: Box<Content>,
+        tag: u64,
+    ) -> Result<Option<(Box<Content>, u64)>, AmqpError> {
         let err = |code, text: String| AmqpError::new(code, text, 60, 40);
         if c.method.immediate {
             return Err(err(
@@ -217,12 +250,6 @@ impl Channel {
                 "NOT_IMPLEMENTED - immediate=true".into(),
             ));
         }
-        let tag = if self.confirm_next > 0 {
-            self.confirm_next += 1;
-            self.confirm_next - 1
-        } else {
-            0
-        };
         let properties = mapping::properties_in(&c.header.properties, c.header.raw.clone())
             .map_err(|e| {
                 err(
@@ -246,17 +273,19 @@ impl Channel {
                     core_seq: p.seq,
                     tag,
                 });
-                Ok(())
+                Ok(None)
             }
-            Err(
-                e @ (crate::core::CoreError::ResourceLimit(_) | crate::core::CoreError::Blocked(_)),
-            ) => {
-                // RabbitMQ: reject-publish and alarms nack in confirm mode, drop otherwise.
+            Err(crate::core::CoreError::Blocked(why)) => {
+                tracing::debug!(channel = self.id, why, "publish held by a resource alarm");
+                Ok(Some((c, tag)))
+            }
+            Err(e @ crate::core::CoreError::ResourceLimit(_)) => {
+                // RabbitMQ: reject-publish nacks in confirm mode, drops otherwise.
                 tracing::debug!(channel = self.id, error = %e, "publish refused");
                 if tag > 0 {
                     self.confirm(tag, false, false);
                 }
-                Ok(())
+                Ok(None)
             }
             Err(e) => Err(AmqpError::core(&e, 60, 40)),
         }
@@ -418,8 +447,9 @@ impl Channel {
         }
     }
 
-    /// `tx.commit` (`commit` true) or `tx.rollback`.
-    pub(super) fn tx_end(&mut self, commit: bool, method_id: u16) -> Result<(), AmqpError> {
+    /// `tx.commit` (`commit` true) or `tx.rollback`. A commit during a resource alarm waits
+    /// for it to clear (commit-ok follows once every publish is stored).
+    pub(super) async fn tx_end(&mut self, commit: bool, method_id: u16) -> Result<(), AmqpError> {
         let Some(ops) = self.tx.replace(Vec::new()) else {
             return Err(AmqpError::new(
                 rc::PRECONDITION_FAILED,
@@ -433,7 +463,13 @@ impl Channel {
         }
         for op in ops {
             match op {
-                TxOp::Publish(c) => self.publish(*c)?,
+                TxOp::Publish(c) => {
+                    let mut held = self.try_publish(c, 0)?;
+                    while let Some((c, tag)) = held {
+                        self.session.publishing_resumed().await;
+                        held = self.try_publish(c, tag)?;
+                    }
+                }
                 TxOp::Settle(m) => self.settle(&m)?,
             }
         }

@@ -4,6 +4,12 @@
 //! Each open channel is a task ([`super::channel::run`]) with its own core session; this task
 //! decodes and reassembles frames, routes them to the channels, writes what they produce, and
 //! handles channel 0 (connection methods, heartbeats, `connection.blocked`).
+//!
+//! Resource alarms, as RabbitMQ handles them: a connection that publishes while an alarm is
+//! on is *blocked*: it is told `connection.blocked` (if it announced the capability) and not
+//! read from until the alarm clears, then told `connection.unblocked` and read again. The
+//! publish that blocked it waits in its channel and is stored (and confirmed) then. A
+//! connection that only consumes is never blocked, so its consumers keep acknowledging.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -190,6 +196,7 @@ pub async fn serve(
             heartbeat: opened.heartbeat,
             blocked_cap: opened.blocked_cap,
             blocked: false,
+            blocked_sent: false,
             last_recv: Instant::now(),
             done: false,
         };
@@ -264,6 +271,7 @@ async fn handshake(
     broker
         .authenticate_with(&user, credential, Some(conn.peer), "amqp")
         .map_err(|_| auth_refused(start_ok.mechanism.as_str()))?;
+    crate::gateway::handshakes::logged_in();
     let Some(tune) = tune(conn, settings).await? else {
         return Ok(None);
     };
@@ -435,7 +443,10 @@ struct Connection {
     channel_max: u16,
     heartbeat: u16,
     blocked_cap: bool,
+    /// A publish came in during a resource alarm: the socket is not read until it clears.
     blocked: bool,
+    /// `connection.blocked` was sent (and `unblocked` is owed).
+    blocked_sent: bool,
     last_recv: Instant,
     done: bool,
 }
@@ -443,7 +454,7 @@ struct Connection {
 impl Connection {
     async fn run(&mut self, shutdown: CancellationToken) {
         let mut assembler = Assembler::new(self.max_message_size);
-        // Half the heartbeat interval, and at least every second for the alarm check.
+        // Half the heartbeat interval (at most a second).
         let period = Duration::from_millis((u64::from(self.heartbeat) * 500).clamp(1, 1000));
         let period = if self.heartbeat == 0 {
             Duration::from_secs(1)
@@ -470,7 +481,7 @@ impl Connection {
                     0,
                     0,
                 )),
-                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if !paused => match r {
+                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if !paused && !self.blocked => match r {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         self.last_recv = Instant::now();
@@ -485,6 +496,7 @@ impl Connection {
                     }
                     r
                 }
+                () = self.broker.publishing_resumed(), if self.blocked => self.unblock(&mut assembler),
                 _ = tick.tick() => self.on_tick(),
                 _ = tokio::time::sleep(Duration::from_millis(2)), if paused => Ok(()),
             };
@@ -537,20 +549,33 @@ impl Connection {
                 return Err(AmqpError::new(rc::CONNECTION_FORCED, "heartbeat", 0, 0));
             }
         }
-        if self.blocked_cap {
-            let reason = self.broker.publishing_blocked();
-            if reason.is_some() != self.blocked {
-                self.blocked = reason.is_some();
-                let m = match reason {
-                    Some(r) => connection::AMQPMethod::Blocked(connection::Blocked {
-                        reason: junction_amqp::short_string_lossy(r),
-                    }),
-                    None => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
-                };
-                self.conn.method(0, &AMQPClass::Connection(m));
-            }
-        }
         Ok(())
+    }
+
+    /// A publish came in while `reason` blocks publishing: stop reading (what is already in
+    /// the read buffer waits too) and tell the client.
+    fn block(&mut self, reason: &str) {
+        tracing::debug!(reason, "publishing connection blocked by a resource alarm");
+        self.blocked = true;
+        if self.blocked_cap && !self.blocked_sent {
+            self.blocked_sent = true;
+            let m = connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: junction_amqp::short_string_lossy(reason),
+            });
+            self.conn.method(0, &AMQPClass::Connection(m));
+        }
+    }
+
+    /// The alarm cleared: tell the client, and go on with what it sent meanwhile.
+    fn unblock(&mut self, assembler: &mut Assembler) -> Result<(), AmqpError> {
+        tracing::debug!("publishing connection unblocked");
+        self.blocked = false;
+        self.last_recv = Instant::now();
+        if std::mem::take(&mut self.blocked_sent) {
+            let m = connection::AMQPMethod::Unblocked(connection::Unblocked {});
+            self.conn.method(0, &AMQPClass::Connection(m));
+        }
+        self.on_input(assembler)
     }
 
     fn on_out(&mut self, o: Out) -> Result<(), AmqpError> {
@@ -593,10 +618,13 @@ impl Connection {
                     self.on_channel_method(channel, method, assembler)?
                 }
                 Event::Content { channel, content } => {
-                    self.forward(channel, ChanIn::Content(Box::new(content)), 60, 40)?
+                    self.forward(channel, ChanIn::Content(Box::new(content)), 60, 40)?;
+                    if let Some(reason) = self.broker.publishing_blocked() {
+                        self.block(reason);
+                    }
                 }
             }
-            if self.done {
+            if self.done || self.blocked {
                 return Ok(());
             }
         }

@@ -34,7 +34,7 @@ impl Channel {
                 }
                 Ok(())
             }
-            AMQPClass::Tx(t) => self.tx(t),
+            AMQPClass::Tx(t) => self.tx(t).await,
             AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
                 if !f.active {
                     return Err(AmqpError::new(
@@ -363,18 +363,18 @@ impl Channel {
         Ok(())
     }
 
-    fn tx(&mut self, t: tx::AMQPMethod) -> R {
+    async fn tx(&mut self, t: tx::AMQPMethod) -> R {
         let reply = match t {
             tx::AMQPMethod::Select(_) => {
                 self.tx_select()?;
                 tx::AMQPMethod::SelectOk(tx::SelectOk {})
             }
             tx::AMQPMethod::Commit(_) => {
-                self.tx_end(true, 20)?;
+                self.tx_end(true, 20).await?;
                 tx::AMQPMethod::CommitOk(tx::CommitOk {})
             }
             tx::AMQPMethod::Rollback(_) => {
-                self.tx_end(false, 30)?;
+                self.tx_end(false, 30).await?;
                 tx::AMQPMethod::RollbackOk(tx::RollbackOk {})
             }
             _ => return Ok(()),

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::OptionFuture;
 use junction_mqtt::{
     encode, topic, ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, PubResponse,
     Publish, QoS, ReasonCode, ReasonOnly, Will,
@@ -122,6 +123,15 @@ struct PendingAck {
     reason: ReasonCode,
 }
 
+/// A PUBLISH a resource alarm holds, ready to be stored once it clears.
+struct HeldPublish {
+    packet_id: u16,
+    qos: QoS,
+    retain: bool,
+    routing_key: String,
+    message: Message,
+}
+
 /// Session state of one connection.
 pub(super) struct Conn<S> {
     pub(super) io: Io<S>,
@@ -158,6 +168,9 @@ pub(super) struct Conn<S> {
     will: Option<Box<Will>>,
     /// Keep alive in force, seconds (0: none).
     keep_alive: u16,
+    /// A PUBLISH held by a resource alarm: the socket is not read until it is stored. Boxed:
+    /// rare, and every connection would pay for its size.
+    held: Option<Box<HeldPublish>>,
 }
 
 /// Serves one MQTT connection (TCP or WebSocket) until it closes.
@@ -334,6 +347,7 @@ where
         let _ = io.flush().await;
         return None;
     }
+    crate::gateway::handshakes::logged_in();
     let session = match broker.connect_with(
         &user,
         credential,
@@ -401,6 +415,7 @@ where
         carried_ids: HashMap::new(),
         in_aliases: HashMap::new(),
         pending: VecDeque::new(),
+        held: None,
         last_seq: 0,
         confirmed: 0,
         qos2_in: HashMap::new(),
@@ -513,7 +528,15 @@ where
         let closed = closed.requested();
         tokio::pin!(closed);
         let close = loop {
-            let reading = self.pending.len() < MAX_UNCONFIRMED;
+            // Not read while a resource alarm holds a PUBLISH (RabbitMQ blocks a publishing
+            // connection the same way); what is owed to the client still goes out.
+            let reading = self.pending.len() < MAX_UNCONFIRMED && self.held.is_none();
+            // Made only while a PUBLISH is held (its branch is disabled otherwise).
+            let resumed = OptionFuture::from(
+                self.held
+                    .as_ref()
+                    .map(|_| self.session.publishing_resumed()),
+            );
             let step = tokio::select! {
                 biased;
                 () = stop.cancelled() => Err(Close {
@@ -546,7 +569,12 @@ where
                     Some(ev) => self.event(ev).await,
                     None => Ok(()),
                 },
-                () = tokio::time::sleep_until(deadline), if self.keep_alive > 0 => Err(Close::protocol(
+                Some(()) = resumed, if self.held.is_some() => {
+                    // The client's PINGREQs waited unread: keep alive counts from now.
+                    deadline = Instant::now() + ka;
+                    Box::pin(self.resume()).await
+                }
+                () = tokio::time::sleep_until(deadline), if self.keep_alive > 0 && self.held.is_none() => Err(Close::protocol(
                     ReasonCode::KEEP_ALIVE_TIMEOUT,
                     "keep alive timeout",
                 )),
@@ -566,9 +594,9 @@ where
         Box::pin(self.finish(close, claim)).await;
     }
 
-    /// Handles every complete packet in the read buffer.
+    /// Handles every complete packet in the read buffer (until a PUBLISH is held).
     async fn input(&mut self) -> Result<(), Close> {
-        loop {
+        while self.held.is_none() {
             let p = match self.io.decoder.decode(&mut self.io.rbuf) {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(()),
@@ -576,6 +604,16 @@ where
             };
             self.packet(p).await?;
         }
+        Ok(())
+    }
+
+    /// The alarm that held a PUBLISH cleared: store it, then go on with what the client sent
+    /// meanwhile.
+    async fn resume(&mut self) -> Result<(), Close> {
+        if let Some(h) = self.held.take() {
+            self.store_publish(*h)?;
+        }
+        self.input().await
     }
 
     async fn packet(&mut self, p: Packet) -> Result<(), Close> {
@@ -730,48 +768,51 @@ where
                 return Ok(());
             }
         };
-        let exchange = self.settings.exchange.clone();
-        let published = loop {
-            match self.session.publish(&exchange, &rk, &msg) {
-                Err(CoreError::Blocked(_)) => {
-                    // Resource alarm: hold this publish (and, by not reading, the client)
-                    // until it clears.
-                    if Box::pin(self.io.flush()).await.is_err() {
-                        return Err(Close {
-                            reason: None,
-                            will: true,
-                            why: "connection lost".into(),
-                        });
-                    }
-                    Box::pin(tokio::time::sleep(Duration::from_millis(50))).await;
-                }
-                r => break r,
-            }
-        };
-        match published {
+        self.store_publish(HeldPublish {
+            packet_id: id,
+            qos: p.qos,
+            retain: p.retain,
+            routing_key: rk,
+            message: msg,
+        })
+    }
+
+    /// Stores a PUBLISH; its acknowledgement follows the store's confirm. A resource alarm
+    /// holds it instead (the socket is not read until it clears).
+    fn store_publish(&mut self, h: HeldPublish) -> Result<(), Close> {
+        let (id, qos) = (h.packet_id, h.qos);
+        match self
+            .session
+            .publish(&self.settings.exchange, &h.routing_key, &h.message)
+        {
             Ok(pd) => {
                 self.last_seq = pd.seq;
-                if p.qos != QoS::AtMostOnce {
-                    let reason = if pd.unroutable() && !p.retain {
+                if qos != QoS::AtMostOnce {
+                    let reason = if pd.unroutable() && !h.retain {
                         ReasonCode::NO_MATCHING_SUBSCRIBERS
                     } else {
                         ReasonCode::SUCCESS
                     };
-                    if p.qos == QoS::ExactlyOnce {
+                    if qos == QoS::ExactlyOnce {
                         self.qos2_in.insert(id, false);
                     }
                     self.pending.push_back(PendingAck {
                         after: pd.seq,
                         packet_id: id,
-                        qos: p.qos,
+                        qos,
                         reason,
                     });
                 }
                 Ok(())
             }
+            Err(CoreError::Blocked(why)) => {
+                tracing::debug!(client_id = %self.client_id, why, "mqtt: PUBLISH held by a resource alarm");
+                self.held = Some(Box::new(h));
+                Ok(())
+            }
             Err(CoreError::AccessRefused(why)) => {
                 tracing::info!(client_id = %self.client_id, %why, "mqtt: publish refused");
-                self.ack_after_pending(id, p.qos, ReasonCode::NOT_AUTHORIZED);
+                self.ack_after_pending(id, qos, ReasonCode::NOT_AUTHORIZED);
                 Ok(())
             }
             Err(e) if self.v5() => {
@@ -781,7 +822,7 @@ where
                     CoreError::Invalid(_) => ReasonCode::PACKET_TOO_LARGE,
                     _ => ReasonCode::UNSPECIFIED_ERROR,
                 };
-                self.ack_after_pending(id, p.qos, code);
+                self.ack_after_pending(id, qos, code);
                 Ok(())
             }
             Err(e) => Err(Close::protocol(

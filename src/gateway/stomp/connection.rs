@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::OptionFuture;
 use junction_stomp::{
     encode, encode_heartbeat, format_versions, negotiate, negotiate_heartbeat, parse_heartbeat,
     Command, DecodeError, Decoder, Frame, Item, Version,
@@ -36,6 +37,14 @@ const MAX_PENDING: usize = 16_384;
 pub(super) enum Flow {
     Continue,
     Close,
+}
+
+/// A SEND a resource alarm holds, ready to be published once it clears.
+pub(super) struct HeldSend {
+    exchange: String,
+    key: String,
+    message: Message,
+    receipt: Option<String>,
 }
 
 /// One connection after CONNECTED.
@@ -67,6 +76,8 @@ pub(super) struct Connection<S> {
     confirmed: u64,
     /// DISCONNECT was received: close once its receipt is out.
     disconnecting: bool,
+    /// A SEND held by a resource alarm: the socket is not read until it is published.
+    pub(super) held: Option<Box<HeldSend>>,
 }
 
 /// Serves one STOMP connection (TCP or WebSocket) until it closes or `stop` fires.
@@ -118,6 +129,7 @@ pub async fn serve<S>(
         last_seq: 0,
         confirmed: 0,
         disconnecting: false,
+        held: None,
     };
     async move {
         tracing::debug!(version = %version, "session open");
@@ -273,6 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                 crate::core::CoreError::ResourceLimit(why) => error("Bad CONNECT", why),
                 _ => error("Bad CONNECT", format!("Access refused for user '{login}'")),
             })?;
+        crate::gateway::handshakes::logged_in();
         let mut connected = Frame::connected(version)
             .with_header("session", format!("session-{}", session.id()))
             .with_header("server", concat!("junction/", env!("CARGO_PKG_VERSION")));
@@ -337,18 +350,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut pipelined = !self.rbuf.is_empty();
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
+            // The client's heart-beats wait unread while a SEND is held: not counted then.
+            let expect_ms = if self.held.is_some() { 0 } else { expect_ms };
             let deadline = match (send_ms, expect_ms) {
                 (0, 0) => far,
                 (0, _) => last_read + grace,
                 (_, 0) => last_write + send,
                 _ => (last_read + grace).min(last_write + send),
             };
+            // Made only while a SEND is held (its branch is disabled otherwise).
+            let resumed = OptionFuture::from(
+                self.held
+                    .as_ref()
+                    .map(|_| self.session.publishing_resumed()),
+            );
             let flow = tokio::select! {
                 _ = std::future::ready(()), if pipelined => {
                     pipelined = false;
                     self.on_input().await
                 }
-                r = self.io.read_buf(&mut self.rbuf), if self.receipts.len() < MAX_PENDING && !self.disconnecting => match r {
+                // Not read while a resource alarm holds a SEND (RabbitMQ blocks a publishing
+                // connection the same way); MESSAGEs still go out.
+                r = self.io.read_buf(&mut self.rbuf), if self.receipts.len() < MAX_PENDING && !self.disconnecting && self.held.is_none() => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
                         last_read = Instant::now();
@@ -368,6 +391,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     None => Flow::Close,
                 },
+                Some(()) = resumed, if self.held.is_some() => {
+                    last_read = Instant::now();
+                    self.resume().await
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
                     if expect_ms > 0 && now >= last_read + grace {
@@ -408,9 +435,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Handles every complete frame in the read buffer.
+    /// Handles every complete frame in the read buffer (until a SEND is held).
     async fn on_input(&mut self) -> Flow {
-        loop {
+        while self.held.is_none() {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(Item::Frame(f))) => {
                     if let Flow::Close = self.on_frame(f).await {
@@ -429,6 +456,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
+        Flow::Continue
+    }
+
+    /// The alarm that held a SEND cleared: publish it, then go on with what the client sent
+    /// meanwhile.
+    async fn resume(&mut self) -> Flow {
+        let Some(h) = self.held.take() else {
+            return Flow::Continue;
+        };
+        let HeldSend {
+            exchange,
+            key,
+            message,
+            receipt,
+        } = *h;
+        match self.publish_or_hold(exchange, key, message, receipt) {
+            Ok(()) => self.on_input().await,
+            Err((receipt, e)) => self.refuse(Command::Send, receipt, e),
+        }
+    }
+
+    /// Publishes a SEND, its receipt (if asked) to follow the store's confirm; a resource
+    /// alarm holds it instead (the socket is not read until it clears).
+    fn publish_or_hold(
+        &mut self,
+        exchange: String,
+        key: String,
+        message: Message,
+        receipt: Option<String>,
+    ) -> Result<(), (Option<String>, StompError)> {
+        match self.session.publish(&exchange, &key, &message) {
+            Ok(p) => {
+                self.last_seq = p.seq;
+                if let Some(id) = receipt {
+                    self.receipt(p.seq, id);
+                }
+                Ok(())
+            }
+            Err(crate::core::CoreError::Blocked(why)) => {
+                tracing::debug!(why, "SEND held by a resource alarm");
+                self.held = Some(Box::new(HeldSend {
+                    exchange,
+                    key,
+                    message,
+                    receipt,
+                }));
+                Ok(())
+            }
+            Err(e) => Err((receipt, e.into())),
+        }
     }
 
     async fn on_frame(&mut self, f: Frame) -> Flow {
@@ -443,7 +520,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Err(e) => self.refuse(command, receipt, e.into()),
                 };
             }
-            Command::Send => self.send(f).await,
+            Command::Send => {
+                return match self.prepare_send(f).await {
+                    Ok((exchange, key, msg)) => {
+                        match self.publish_or_hold(exchange, key, msg, receipt) {
+                            Ok(()) => Flow::Continue,
+                            Err((receipt, e)) => self.refuse(command, receipt, e),
+                        }
+                    }
+                    Err(e) => self.refuse(command, receipt, e),
+                }
+            }
             Command::Ack | Command::Nack => self.settle(&f).map(|()| 0),
             Command::Subscribe => self.subscribe(&f).await.map(|()| 0),
             Command::Unsubscribe => self.unsubscribe(&f).await.map(|()| 0),
@@ -517,7 +604,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         for held in self.tx.commit(&name)? {
             let receipt = held.header("receipt").map(str::to_owned);
             match held.command {
-                Command::Send => last = self.send(held).await?,
+                Command::Send => last = self.send_waiting(held).await?,
                 _ => self.settle(&held)?,
             }
             if let Some(id) = receipt {
@@ -527,8 +614,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(last)
     }
 
-    /// SEND: publishes; returns the publish sequence number (for the receipt).
-    async fn send(&mut self, f: Frame) -> Result<u64, StompError> {
+    /// A SEND of a committed transaction: publishes, waiting out a resource alarm (the
+    /// COMMIT's receipt follows); returns the publish sequence number.
+    async fn send_waiting(&mut self, f: Frame) -> Result<u64, StompError> {
+        let (exchange, key, msg) = self.prepare_send(f).await?;
+        loop {
+            match self.session.publish(&exchange, &key, &msg) {
+                Err(crate::core::CoreError::Blocked(why)) => {
+                    tracing::debug!(why, "COMMIT held by a resource alarm");
+                    self.session.publishing_resumed().await;
+                }
+                r => {
+                    let seq = r?.seq;
+                    self.last_seq = seq;
+                    return Ok(seq);
+                }
+            }
+        }
+    }
+
+    /// A SEND's target (exchange, routing key) and message; declares its `/queue/` or temp
+    /// queue if needed.
+    async fn prepare_send(&mut self, f: Frame) -> Result<(String, String, Message), StompError> {
         let dest = f
             .header("destination")
             .ok_or_else(|| StompError::missing("destination", Command::Send))?;
@@ -555,28 +662,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             properties,
             body: f.body,
         };
-        let published = loop {
-            match self.session.publish(&exchange, &key, &msg) {
-                Err(crate::core::CoreError::Blocked(why)) => {
-                    // Resource alarm: hold this SEND (and, by not reading, the client) until
-                    // it clears, as RabbitMQ blocks a publishing connection; what is already
-                    // owed to the client still goes out.
-                    tracing::debug!(why, "SEND held by a resource alarm");
-                    if !self.wbuf.is_empty() {
-                        if self.io.write_all(&self.wbuf).await.is_err()
-                            || self.io.flush().await.is_err()
-                        {
-                            return Err(StompError::new("connection lost", "write failed"));
-                        }
-                        self.wbuf.clear();
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                r => break r?,
-            }
-        };
-        self.last_seq = published.seq;
-        Ok(published.seq)
+        Ok((exchange, key, msg))
     }
 
     /// Makes sure `/queue/<name>` exists: an existing queue is used as it is (whoever declared
