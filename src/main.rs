@@ -121,26 +121,13 @@ fn main() -> anyhow::Result<()> {
         Command::Namesrv {
             listen,
             broker_timeout_ms,
-        } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let stop = tokio_util::sync::CancellationToken::new();
-                let s = stop.clone();
-                let signal = shutdown_signal()?;
-                tokio::spawn(async move {
-                    signal.await;
-                    s.cancel();
-                });
-                junction::cluster::namesrv::run(
-                    listen,
-                    std::time::Duration::from_millis(broker_timeout_ms),
-                    stop,
-                )
-                .await
-            })
-        }
+        } => until_signal(|stop| {
+            junction::cluster::namesrv::run(
+                listen,
+                std::time::Duration::from_millis(broker_timeout_ms),
+                stop,
+            )
+        }),
         Command::Controller {
             id,
             peers,
@@ -154,17 +141,7 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("peer {p:?} is not id=host:port"))?;
                 map.insert(i.parse::<u64>().context("peer id")?, a.to_string());
             }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let stop = tokio_util::sync::CancellationToken::new();
-                let s = stop.clone();
-                let signal = shutdown_signal()?;
-                tokio::spawn(async move {
-                    signal.await;
-                    s.cancel();
-                });
+            until_signal(|stop| async move {
                 junction::cluster::controller::run(
                     id,
                     map,
@@ -177,6 +154,28 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Ctl(_) => Ok(()),
     }
+}
+
+/// Runs `serve` on a new multi-threaded runtime with a token that SIGINT or SIGTERM cancels
+/// (the handlers are installed before `serve` starts).
+fn until_signal<F, Fut>(serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let signal = shutdown_signal()?;
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            signal.await;
+            cancel.cancel();
+        });
+        serve(stop).await
+    })
 }
 
 /// A future that resolves on SIGINT or SIGTERM; the handlers are installed when it is made.

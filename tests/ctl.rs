@@ -281,6 +281,91 @@ fn ctl_manages_queues_exchanges_bindings_messages_users_and_connections() {
 }
 
 #[test]
+fn ctl_sets_lists_and_deletes_policies() {
+    let b = TestBroker::start();
+    let done = ctl(
+        &b,
+        &[
+            "policies",
+            "set",
+            "capped",
+            "^capped\\.",
+            r#"{"max-length": 2}"#,
+            "--apply-to",
+            "queues",
+        ],
+    );
+    assert_eq!(done.trim(), "policy 'capped' set");
+    let done = ctl(
+        &b,
+        &["policies", "set", "ha", ".*", r#"{"ha-mode": "all"}"#],
+    );
+    assert_eq!(
+        done.trim(),
+        "policy 'ha' set; not applied (not implemented): ha-mode"
+    );
+    let table = ctl(&b, &["policies", "list"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("capped"))
+        .unwrap_or_else(|| panic!("no capped row in\n{table}"));
+    for cell in ["^capped\\.", "queues", r#"{"max-length":2}"#] {
+        assert!(row.contains(cell), "{cell} missing from {row}");
+    }
+    assert!(table.contains("not applied"), "{table}");
+    let list = ctl_json(&b, &["policies", "list"]);
+    assert_eq!(find(&list, "name", "ha").unwrap()["apply-to"], "all");
+    assert_eq!(
+        find(&list, "name", "capped").unwrap()["definition"],
+        json!({"max-length": 2})
+    );
+
+    // Queues show the policy in force, in the table and in JSON.
+    ctl(&b, &["queues", "declare", "capped.jobs"]);
+    for i in 0..4 {
+        ctl(&b, &["publish", "capped.jobs", &format!("m{i}")]);
+    }
+    eventually("the cap", || {
+        let q = find(&ctl_json(&b, &["queues", "list"]), "name", "capped.jobs").cloned();
+        q.is_some_and(|q| q["messages_ready"] == 2 && q["policy"] == "capped")
+    });
+    let table = ctl(&b, &["queues", "list"]);
+    assert!(table.contains("policy") && table.contains("lag"), "{table}");
+    let row = table.lines().find(|l| l.contains("capped.jobs")).unwrap();
+    assert!(row.contains("capped "), "{row}");
+
+    // Errors: a definition that is not a JSON object, a bad value, a missing policy.
+    let e = ctl_fails(&b, &["policies", "set", "p", ".*", "max-length=2"]);
+    assert!(e.contains("not a JSON object"), "{e}");
+    let e = ctl_fails(
+        &b,
+        &["policies", "set", "p", ".*", r#"{"max-length": "x"}"#],
+    );
+    assert!(e.contains("400") && e.contains("max-length"), "{e}");
+    ctl(&b, &["users", "add", "ops", "pw", "--tags", "monitoring"]);
+    let e = ctl_fails(
+        &b,
+        &["-u", "ops", "-p", "pw", "policies", "delete", "capped"],
+    );
+    assert!(e.contains("403"), "{e}");
+
+    // Deleting lifts the cap; the next matching policy (without a cap) applies.
+    assert_eq!(
+        ctl(&b, &["policies", "delete", "capped"]).trim(),
+        "policy 'capped' deleted"
+    );
+    let e = ctl_fails(&b, &["policies", "delete", "capped"]);
+    assert!(e.contains("404"), "{e}");
+    for i in 4..7 {
+        ctl(&b, &["publish", "capped.jobs", &format!("m{i}")]);
+    }
+    eventually("no cap", || {
+        let q = find(&ctl_json(&b, &["queues", "list"]), "name", "capped.jobs").cloned();
+        q.is_some_and(|q| q["messages_ready"] == 5 && q["policy"] == "ha")
+    });
+}
+
+#[test]
 fn definitions_export_and_import_round_trip() {
     let a = TestBroker::start();
     ctl(&a, &["vhosts", "add", "prod"]);
@@ -364,6 +449,22 @@ fn definitions_export_and_import_round_trip() {
             "--to-exchange",
         ],
     );
+    ctl(
+        &a,
+        &[
+            "--vhost",
+            "prod",
+            "policies",
+            "set",
+            "orders-cap",
+            "^orders\\.",
+            r#"{"max-length": 1000, "dead-letter-exchange": "audit"}"#,
+            "--apply-to",
+            "queues",
+            "--priority",
+            "3",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("defs.json");
     ctl(&a, &["export", file.to_str().unwrap()]);
@@ -371,12 +472,24 @@ fn definitions_export_and_import_round_trip() {
     assert_eq!(exported["product_name"], "Junction");
     assert!(find(&exported["users"], "name", "app").is_some());
     assert_eq!(exported["queues"][0]["partitions"], 2);
+    assert_eq!(
+        exported["policies"],
+        json!([{"vhost": "prod", "name": "orders-cap", "pattern": "^orders\\.",
+                "apply-to": "queues", "priority": 3,
+                "definition": {"max-length": 1000, "dead-letter-exchange": "audit"}}])
+    );
 
     let b = TestBroker::start();
     let summary = ctl(&b, &["import", file.to_str().unwrap()]);
     assert_eq!(
         summary.trim(),
-        "imported 2 vhosts, 2 users, 3 permissions, 2 exchanges, 1 queues, 2 bindings"
+        "imported 2 vhosts, 2 users, 3 permissions, 1 policies, 2 exchanges, 1 queues, 2 bindings"
+    );
+    // The imported queue runs with the imported policy.
+    let qs = ctl_json(&b, &["--vhost", "prod", "queues", "list"]);
+    assert_eq!(
+        find(&qs, "name", "orders.eu").unwrap()["policy"],
+        "orders-cap"
     );
     // The same definitions come back out; the imported user logs in with its password.
     let again = ctl_json(&b, &["export"]);
@@ -386,14 +499,17 @@ fn definitions_export_and_import_round_trip() {
     ctl(&b, &["import", file.to_str().unwrap()]);
     assert_eq!(ctl_json(&b, &["export"]), exported);
 
-    // A RabbitMQ-style file: tags as a string, policies and parameters ignored.
+    // A RabbitMQ-style file: tags as a string, parameters ignored, policy keys Junction does not
+    // implement imported, kept and named.
     let rabbit = json!({
         "rabbit_version": "3.13.7",
         "users": [{"name": "legacy", "password_hash": exported["users"][0]["password_hash"],
                    "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": "administrator"}],
         "vhosts": [{"name": "/"}],
         "permissions": [],
-        "policies": [{"vhost": "/", "name": "ha", "pattern": ".*", "definition": {}}],
+        "policies": [{"vhost": "/", "name": "ha", "pattern": "^legacy\\.", "apply-to": "all",
+                      "definition": {"ha-mode": "all", "ha-sync-mode": "automatic",
+                                     "message-ttl": 86400000}, "priority": 0}],
         "parameters": [],
         "queues": [{"name": "legacy.q", "vhost": "/", "durable": true, "auto_delete": false,
                     "arguments": {"x-queue-type": "classic"}}],
@@ -402,10 +518,20 @@ fn definitions_export_and_import_round_trip() {
                       "destination_type": "queue", "routing_key": "legacy", "arguments": {}}],
     });
     let out = ctl_in(&b, &["import", "-"], &rabbit.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains(
+            "policy 'ha' of vhost '/': not applied (not implemented): ha-mode, ha-sync-mode"
+        ),
+        "{stderr}"
+    );
+    let qs = ctl_json(&b, &["queues", "list"]);
+    let legacy = find(&qs, "name", "legacy.q").unwrap();
+    assert_eq!(legacy["policy"], "ha");
+    assert_eq!(
+        legacy["effective_policy_definition"]["message-ttl"],
+        86_400_000
     );
     let users = ctl_json(&b, &["users", "list"]);
     assert_eq!(

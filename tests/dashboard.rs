@@ -150,7 +150,8 @@ const QUEUE_ROW: &str = r#"
     const tr = document.querySelector(`#queues tr[data-name="${arguments[0].name}"]`);
     if (!tr || tr.offsetParent === null) return null;
     const cell = (f) => tr.querySelector(`td[data-field="${f}"]`).textContent;
-    return { messages: cell('messages'), ready: cell('ready'), publish_rate: cell('publish_rate') };
+    return { messages: cell('messages'), ready: cell('ready'), publish_rate: cell('publish_rate'),
+             lag: cell('lag') };
 "#;
 
 /// `"12.5/s"` -> 12.5.
@@ -331,6 +332,11 @@ async fn dashboard_shows_live_numbers_in_chromium() {
     std::fs::write(tmp.path().join("depth-before.png"), &shot_before).expect("write");
     std::fs::write(tmp.path().join("depth-after.png"), &shot_after).expect("write");
     assert_ne!(shot_before, shot_after, "the depth cell looks the same");
+    // With no consumer, the default group lags by every message: the lag column says so, from
+    // the same refresh as the depth.
+    let row = until(&c, "the queue's row", QUEUE_ROW, json!({"name": queue})).await;
+    assert_eq!(count(&row["lag"]), count(&row["messages"]), "{row}");
+    assert!(count(&row["lag"]) >= depth, "{row}");
 
     // The overview: the totals and the rate chart's figures follow too.
     c.find(Locator::Css(r#".sidebar a[data-view="overview"]"#))

@@ -6,130 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::amqp::{channel, connect, consumer, declare, next, publish, WAIT};
+use common::http::{blocking, eventually, Api};
 use common::TestBroker;
 use futures_lite::StreamExt;
 use serde_json::{json, Value};
-
-/// A blocking HTTP client for the broker's API.
-struct Api {
-    base: String,
-    agent: ureq::Agent,
-    auth: Option<String>,
-}
-
-/// An answer: status, body text and the body as JSON (Null if it is not JSON).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    text: String,
-    json: Value,
-    headers: ureq::http::HeaderMap,
-}
-
-impl Answer {
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.text);
-        self.json
-    }
-
-    /// An error answer: JSON `{"error", "reason"}` with this status; returns `error`.
-    fn error(self, status: u16) -> String {
-        assert_eq!(self.status, status, "{}", self.text);
-        assert!(self.json["reason"].is_string(), "{}", self.text);
-        self.json["error"]
-            .as_str()
-            .expect("an error code")
-            .to_string()
-    }
-}
-
-/// Runs blocking HTTP off the async workers when called from a test runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
-impl Api {
-    fn new(b: &TestBroker, user: &str, password: &str) -> Api {
-        use base64::Engine;
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build();
-        Api {
-            base: format!("http://{}", b.http),
-            agent: config.into(),
-            auth: Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )),
-        }
-    }
-
-    fn anonymous(b: &TestBroker) -> Api {
-        let mut a = Api::new(b, "", "");
-        a.auth = None;
-        a
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
-        blocking(|| {
-            let url = format!("{}{path}", self.base);
-            let mut req = ureq::http::Request::builder().method(method).uri(&url);
-            if let Some(a) = &self.auth {
-                req = req.header("authorization", a);
-            }
-            let res = match body {
-                Some(b) => self.agent.run(
-                    req.header("content-type", "application/json")
-                        .body(b.to_string())
-                        .unwrap(),
-                ),
-                None => self.agent.run(req.body(()).unwrap()),
-            };
-            let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-            let status = res.status().as_u16();
-            let headers = res.headers().clone();
-            let text = res.body_mut().read_to_string().unwrap_or_default();
-            let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-            Answer {
-                status,
-                text,
-                json,
-                headers,
-            }
-        })
-    }
-
-    fn get(&self, path: &str) -> Answer {
-        self.call("GET", path, None)
-    }
-    fn delete(&self, path: &str) -> Answer {
-        self.call("DELETE", path, None)
-    }
-    fn put(&self, path: &str, body: Value) -> Answer {
-        self.call("PUT", path, Some(&body.to_string()))
-    }
-    fn post(&self, path: &str, body: Value) -> Answer {
-        self.call("POST", path, Some(&body.to_string()))
-    }
-}
-
-/// Polls `f` until it returns `Some`, for at most 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        blocking(|| std::thread::sleep(Duration::from_millis(50)));
-    }
-}
 
 fn names(v: &Value) -> Vec<String> {
     v.as_array()
@@ -1113,6 +993,12 @@ async fn consumer_groups_offsets_reset_and_delete() {
             .clone()
     };
     assert_eq!(lag("billing"), 4);
+    // The queue's listing: its groups and the largest lag among them.
+    let listed = |api: &Api| {
+        let q = api.get("/api/queues/%2F/events").expect(200);
+        (q["groups"].clone(), q["lag"].clone())
+    };
+    assert_eq!(listed(&api), (json!(2), json!(4)));
     // Skip: the default group jumps to the end; the queue has nothing ready.
     api.put(
         "/api/queues/%2F/events/groups/~/offsets",
@@ -1124,12 +1010,23 @@ async fn consumer_groups_offsets_reset_and_delete() {
         api.get("/api/queues/%2F/events").expect(200)["messages_ready"],
         0
     );
+    // Nothing is ready, but billing still lags by 4: the listing says so.
+    assert_eq!(listed(&api), (json!(2), json!(4)));
     api.put(
         "/api/queues/%2F/events/groups/billing/offsets",
         json!({"to": "offset", "offset": 1}),
     )
     .expect(204);
     assert_eq!(lag("billing"), 2);
+    assert_eq!(listed(&api), (json!(2), json!(2)));
+    let all = api.get("/api/queues").expect(200);
+    let row = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "events")
+        .unwrap();
+    assert_eq!((&row["groups"], &row["lag"]), (&json!(2), &json!(2)));
     api.put(
         "/api/queues/%2F/events/groups/billing/offsets",
         json!({"to": "time", "time": 0}),
@@ -1211,6 +1108,7 @@ async fn consumer_groups_offsets_reset_and_delete() {
         .map(|g| g["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, [""]);
+    assert_eq!(listed(&api), (json!(1), json!(0)));
     client.close().await.unwrap();
 }
 

@@ -5,16 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::native::client;
 use common::TestBroker;
-use junction_sdk::{
-    Client, ClientOptions, ConsumerOptions, Deduplicator, Destination, Message, StartPosition,
-};
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
+use junction_sdk::{ConsumerOptions, Deduplicator, Destination, Message, StartPosition};
 
 #[tokio::test]
 async fn a_retried_send_is_deduplicated_across_a_restart_and_a_crash() {

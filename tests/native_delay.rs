@@ -6,38 +6,17 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::native::{client, next, text_of};
 use common::stomp::{text, StompClient};
 use common::TestBroker;
-use junction_sdk::{
-    Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, Message,
-};
+use junction_sdk::{Client, ConsumerOptions, Destination, Message};
 use lapin::types::{AMQPValue, FieldTable};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
 }
 
 /// Sends `(body, delay)` pairs; returns each body's due time (ms since the epoch).
@@ -102,17 +81,17 @@ async fn scheduled_messages_survive_a_restart_and_a_crash() {
     let mut b = TestBroker::start_in(tmp.path(), &[]);
     let c = client(&b).await;
     c.admin().create_topic("timers", 1).await.unwrap();
-    // Nothing is due before the crash; most fall due while the broker is down, one only after
-    // it is back.
+    // Nothing is due before the crash (the delays leave a stop and two starts several seconds
+    // on a busy machine); most fall due while the broker is down, one only after it is back.
     let mut due = send_delayed(
         &c,
         "timers",
         &[
-            ("t3", 5000),
-            ("t1", 4000),
-            ("t4", 5500),
-            ("t2", 4500),
-            ("t5", 12000),
+            ("t3", 9000),
+            ("t1", 8000),
+            ("t4", 9500),
+            ("t2", 8500),
+            ("t5", 16000),
         ],
     )
     .await;
@@ -121,7 +100,7 @@ async fn scheduled_messages_survive_a_restart_and_a_crash() {
     b = TestBroker::start_in(tmp.path(), &[]);
     // One more after the clean restart; then a crash before anything is due.
     let c = client(&b).await;
-    due.extend(send_delayed(&c, "timers", &[("t6", 4000)]).await);
+    due.extend(send_delayed(&c, "timers", &[("t6", 6000)]).await);
     due.sort_by_key(|(_, at)| *at);
     c.close().await.unwrap();
     b.kill();

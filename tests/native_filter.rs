@@ -6,34 +6,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::native::{client, next, text_of};
 use common::stomp::{text, StompClient};
 use common::TestBroker;
 use junction_sdk::{
-    Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, ErrorCode, Message,
-    SdkError, StartPosition,
+    Consumer, ConsumerOptions, Destination, ErrorCode, Message, SdkError, StartPosition,
 };
 use lapin::options::BasicConsumeOptions;
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
-}
 
 /// Receives until `marker` arrives (a message every filter lets through, published last);
 /// returns the bodies before it.

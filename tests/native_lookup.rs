@@ -5,17 +5,11 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::native::client;
 use common::TestBroker;
 use junction_sdk::{
-    Client, ClientOptions, ConsumerOptions, Destination, ExchangeKind, ExchangeOptions, LookupBy,
-    Message, QueueOptions,
+    ConsumerOptions, Destination, ExchangeKind, ExchangeOptions, LookupBy, Message, QueueOptions,
 };
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -6,36 +6,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::native::{client_as, next, text_of};
 use common::TestBroker;
-use junction_sdk::{
-    Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, Message,
-};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client_as(b: &TestBroker, id: &str) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()).client_id(id))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
+use junction_sdk::{Client, Consumer, ConsumerOptions, Destination, Message};
 
 /// Nothing is delivered within a short while (a bounded negative check).
 async fn quiet(c: &mut Consumer) {
     if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(400), c.next()).await {
         panic!("unexpected delivery {:?}", d.map(|d| d.body));
     }
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
 }
 
 async fn publish(c: &Client, queue: &str, bodies: impl IntoIterator<Item = String>) {

@@ -5,36 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::native::{client, next, text_of};
 use common::TestBroker;
-use junction_sdk::{
-    Admin, Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, Message,
-    RetryPolicy,
-};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
+use junction_sdk::{Admin, Consumer, ConsumerOptions, Destination, Message, RetryPolicy};
 
 async fn quiet(c: &mut Consumer) {
     if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(800), c.next()).await {
         panic!("unexpected delivery {:?}", d.map(|d| d.body));
     }
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
 }
 
 fn header<'a>(p: &'a junction_sdk::Properties, name: &str) -> Option<&'a str> {

@@ -5,27 +5,12 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use common::native::{client, next, WAIT};
 use common::TestBroker;
 use junction_sdk::{
     Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, ErrorCode, Message,
     QueueOptions, SdkError, StartPosition,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
 
 /// Nothing is delivered within `within` (a negative check, bounded).
 async fn quiet(c: &mut Consumer, within: Duration) {

@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::native::{client, next, text_of, WAIT};
 use common::TestBroker;
 use junction_sdk::{
-    Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Destination, HalfMessage, Message,
-    TransactionState,
+    Consumer, ConsumerOptions, Destination, HalfMessage, Message, TransactionState,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
 
 fn fast_checks(max_checks: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -28,28 +26,10 @@ fn env<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-async fn client(b: &TestBroker) -> Client {
-    Client::connect(ClientOptions::new(b.native.to_string()))
-        .await
-        .unwrap()
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("a delivery within 30 s")
-        .expect("stream open")
-        .unwrap()
-}
-
 async fn quiet(c: &mut Consumer, ms: u64) {
     if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(ms), c.next()).await {
         panic!("unexpected delivery {:?}", d.map(|d| d.body));
     }
-}
-
-fn text_of(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).unwrap()
 }
 
 fn unknown(_: &HalfMessage) -> TransactionState {

@@ -5,7 +5,7 @@
 //! - `auth`: HTTP basic authentication against the broker's users, and who may do what.
 //! - `error`: every failure as JSON `{"error": ..., "reason": ...}` with its status code.
 //! - `json`: core values, properties and messages <-> JSON.
-//! - `overview`, `access`, `topology`, `groups`, `messages`: the handlers.
+//! - `overview`, `access`, `topology`, `groups`, `messages`, `policies`: the handlers.
 //! - `alarms`: the memory high watermark and disk free limit, set while running.
 //! - `rates`: a once-a-second sampler of the message counters, for rates.
 //! - `metrics`: the Prometheus exposition, built from the same counters at scrape time.
@@ -29,6 +29,7 @@ mod messages;
 mod metrics;
 mod mqtt;
 mod overview;
+mod policies;
 pub mod rates;
 mod topology;
 
@@ -78,6 +79,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/vhost-limits/{vhost}/{name}", &["put", "delete"]),
     ("/api/user-limits", &["get"]),
     ("/api/user-limits/{user}/{name}", &["put", "delete"]),
+    ("/api/policies", &["get"]),
+    ("/api/policies/{vhost}", &["get"]),
+    ("/api/policies/{vhost}/{name}", &["get", "put", "delete"]),
     ("/api/limits/memory-watermark", &["get", "put"]),
     ("/api/limits/disk-free-limit", &["get", "put"]),
     ("/api/exchanges", &["get"]),
@@ -175,6 +179,14 @@ pub fn router(
         .route(
             "/api/user-limits/{user}/{name}",
             put(limits::put_user_limit).delete(limits::delete_user_limit),
+        )
+        .route("/api/policies", get(policies::all))
+        .route("/api/policies/{vhost}", get(policies::of_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::one)
+                .put(policies::put)
+                .delete(policies::delete),
         )
         .route(
             "/api/limits/memory-watermark",

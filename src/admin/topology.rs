@@ -47,8 +47,9 @@ fn kind_name(k: ExchangeKind) -> &'static str {
     }
 }
 
-fn exchange_json(x: &ExchangeDef) -> Json {
+fn exchange_json(st: &AppState, x: &ExchangeDef) -> Json {
     json!({
+        "policy": st.broker.exchange_policy(&x.vhost, &x.name),
         "name": x.name,
         "vhost": x.vhost,
         "type": kind_name(x.kind),
@@ -80,7 +81,7 @@ fn list_exchanges(st: &AppState, vhosts: &[String]) -> Json {
         vhosts
             .iter()
             .flat_map(|v| st.broker.exchanges(v).unwrap_or_default())
-            .map(|x| exchange_json(&x))
+            .map(|x| exchange_json(st, &x))
             .collect(),
     )
 }
@@ -125,7 +126,7 @@ pub async fn exchange(
     caller.check_vhost(&st, &vhost)?;
     let name = exchange_name(&name);
     find_exchange(&st, &vhost, name)?
-        .map(|x| axum::Json(exchange_json(&x)))
+        .map(|x| axum::Json(exchange_json(&st, &x)))
         .ok_or_else(|| ApiError::not_found("exchange", name))
 }
 
@@ -214,6 +215,13 @@ fn queue_json(st: &AppState, q: &QueueSummary) -> Json {
         "messages_ready": q.stats.ready,
         "messages_unacknowledged": q.stats.unacked,
         "consumers": q.stats.consumers,
+        "policy": q.policy.as_ref().map(|p| &p.name),
+        "effective_policy_definition": q.policy.as_ref().map_or_else(
+            || json!({}),
+            |p| table_out(&p.definition),
+        ),
+        "groups": q.stats.groups,
+        "lag": q.stats.lag,
         "message_stats": message_stats(q.counters, st.rates.queue(&q.def.vhost, &q.def.name)),
     })
 }

@@ -14,6 +14,7 @@ use super::error::{CoreError, CoreResult};
 use super::message::{Message, StoredMeta};
 use super::meta::{BindingDef, ExchangeDef, QueueDef};
 use super::metrics::CounterSnapshot;
+use super::policy::Policy;
 use super::queue::{GroupInfo, QueueCmd, QueueHandle, QueueStats, StartFrom};
 use super::registry::ConnectionInfo;
 use super::session::Session;
@@ -30,8 +31,11 @@ pub struct QueueSummary {
     pub stats: QueueStats,
     /// Message counters since the broker started.
     pub counters: CounterSnapshot,
-    /// Its `x-expires` now (it can change after declaration: an MQTT session's expiry).
+    /// Its `x-expires` in force (it can change after declaration: an MQTT session's expiry, a
+    /// policy).
     pub expires_ms: Option<u64>,
+    /// The policy that applies to it.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// How to look messages up in the store's index.
@@ -124,8 +128,8 @@ async fn summary(q: &Arc<QueueHandle>) -> CoreResult<QueueSummary> {
         exclusive: q.exclusive_owner.is_some(),
         stats,
         counters: q.counters.snapshot(),
-        expires_ms: Some(q.expires_ms.load(std::sync::atomic::Ordering::Relaxed))
-            .filter(|ms| *ms != u64::MAX),
+        expires_ms: q.in_force().args.expires_ms,
+        policy: q.in_force().policy.clone(),
     })
 }
 
@@ -146,6 +150,7 @@ impl Broker {
         self.inner.save_meta(|m| {
             m.vhosts.retain(|v| v != name);
             m.permissions.retain(|p| p.vhost != name);
+            m.policies.retain(|p| p.vhost != name);
             m.exchanges.retain(|x| x.vhost != name);
             m.bindings.retain(|b| b.vhost != name);
         })?;

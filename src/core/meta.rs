@@ -1,4 +1,5 @@
-//! Durable metadata: vhosts, users, permissions, durable exchanges, queues and bindings.
+//! Durable metadata: vhosts, users, permissions, durable exchanges, queues, bindings, limits and
+//! policies.
 //!
 //! Kept in `meta.json` in the data directory, rewritten whole on every durable change (write to
 //! a temporary file, fsync, rename, fsync the directory), so a crash leaves the old or the new
@@ -93,7 +94,8 @@ pub struct QueueArgs {
     pub delivery_limit: Option<u32>,
 }
 
-fn as_u64(v: &Value) -> Option<u64> {
+/// A non-negative integer argument (or its text).
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
     match v {
         Value::I64(n) if *n >= 0 => Some(*n as u64),
         Value::U64(n) => Some(*n),
@@ -163,7 +165,8 @@ pub struct QueueDef {
     /// Arguments as declared (for equivalence checks on re-declare).
     #[serde(default)]
     pub raw_args: Vec<(String, Value)>,
-    /// Parsed arguments.
+    /// Parsed arguments, as declared (for re-declares). What is in force, a policy's merged
+    /// in, is the queue handle's (`policy::InForce`).
     #[serde(default)]
     pub args: QueueArgs,
 }
@@ -214,6 +217,9 @@ pub struct Metadata {
     /// Per-user limits.
     #[serde(default)]
     pub user_limits: Vec<UserLimits>,
+    /// Policies.
+    #[serde(default)]
+    pub policies: Vec<super::policy::Policy>,
 }
 
 /// Limits of one vhost (RabbitMQ's `rabbitmqctl set_vhost_limits`); `None` is no limit.

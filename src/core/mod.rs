@@ -19,6 +19,7 @@ mod limits;
 pub mod message;
 pub mod meta;
 pub mod metrics;
+pub mod policy;
 mod queue;
 mod registry;
 mod replica;
@@ -45,6 +46,7 @@ pub use auth::{Access, Credential, Permission, TopicPermission, User};
 pub use error::{CoreError, CoreResult};
 pub use message::{Message, Properties, Value};
 pub use meta::{ExchangeKind, Overflow, QueueArgs, UserLimits, VhostLimits};
+pub use policy::{ApplyTo, Policy};
 pub use queue::{
     ConsumeSpec, GroupInfo, PartitionOffsets, QueueStats, RetryPolicy, Settle, StartFrom,
     DLQ_PREFIX, EPHEMERAL_GROUP_PREFIX, RETRY_COUNT_HEADER, RETRY_PREFIX, RETRY_QUEUE_HEADER,
@@ -559,7 +561,8 @@ impl BrokerInner {
             .vhost(&def.vhost)
             .map(|v| Arc::clone(&rlock(&v).counters))
             .unwrap_or_default();
-        let (q, rx) = queue::new_handle(def, owner, counters);
+        let policy = self.queue_policy(&def.vhost, &def.name);
+        let (q, rx) = queue::new_handle(def, owner, counters, policy);
         let actor = queue::Actor::new(
             Arc::clone(&q),
             rx,
@@ -571,6 +574,7 @@ impl BrokerInner {
         if let Some(vh) = self.vhost(&q.def.vhost) {
             wlock(&vh).queues.insert(q.name.clone(), Arc::clone(&q));
         }
+        self.recheck_policy(&q);
         q
     }
 
@@ -789,8 +793,7 @@ impl BrokerInner {
 
     fn set_queue_expiry(&self, q: &QueueHandle, expires_ms: Option<u64>) -> CoreResult<()> {
         let ms = expires_ms.filter(|ms| *ms > 0);
-        q.expires_ms
-            .store(ms.unwrap_or(u64::MAX), Ordering::Relaxed);
+        q.set_own_expires(ms);
         if !q.def.durable {
             return Ok(());
         }
@@ -918,11 +921,13 @@ impl BrokerInner {
         if queues.is_empty() && extra.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        for q in queues
-            .iter()
-            .filter(|q| q.def.args.overflow == Overflow::RejectPublish)
-        {
-            if let Some(max) = q.def.args.max_length {
+        for q in &queues {
+            let in_force = q.in_force();
+            let args = &in_force.args;
+            if args.overflow != Overflow::RejectPublish {
+                continue;
+            }
+            if let Some(max) = args.max_length {
                 if q.ready(&self.store) >= max {
                     return Err(CoreError::ResourceLimit(format!(
                         "queue '{}' is full (x-max-length {max})",
@@ -930,7 +935,7 @@ impl BrokerInner {
                     )));
                 }
             }
-            if let Some(max) = q.def.args.max_length_bytes {
+            if let Some(max) = args.max_length_bytes {
                 if q.ready_bytes.load(Ordering::Acquire) + msg.body.len() as u64 > max {
                     return Err(CoreError::ResourceLimit(format!(
                         "queue '{}' is full (x-max-length-bytes {max})",

@@ -32,6 +32,7 @@ use super::filter::Filter;
 use super::message::{Message, StoredMeta, Value};
 use super::meta::{Overflow, QueueDef};
 use super::metrics::Counters;
+use super::policy::{InForce, Policy};
 use super::session::{ConsumerTag, Delivery, SessionEvent};
 use super::BrokerInner;
 
@@ -169,6 +170,10 @@ pub struct QueueStats {
     pub unacked: u64,
     /// Consumers (all groups).
     pub consumers: u32,
+    /// Consumer groups (the default one included).
+    pub groups: u32,
+    /// The largest lag of a group (its unsettled messages, over all partitions).
+    pub lag: u64,
 }
 
 pub(crate) type ConsumerId = u64;
@@ -232,6 +237,9 @@ pub(crate) enum QueueCmd {
     /// Idle groups take the offsets saved in the offsets file (a slave, after the master's
     /// offsets were copied there).
     ReloadOffsets,
+    /// The arguments in force changed (a policy, or `x-expires`): limits apply at once and
+    /// `x-expires` counts from now.
+    ArgsChanged,
 }
 
 /// A queue as publishers and sessions see it.
@@ -249,9 +257,9 @@ pub struct QueueHandle {
     /// Ready bytes of the default group as of the actor's last pass (reject-publish by bytes).
     pub(crate) ready_bytes: AtomicU64,
     pub(crate) deleted: AtomicBool,
-    /// `x-expires` in force, ms (`u64::MAX`: never); starts as declared, changed by
-    /// [`crate::core::Session::set_queue_expiry`].
-    pub(crate) expires_ms: AtomicU64,
+    /// The arguments in force: its own (`x-expires` changed by
+    /// [`crate::core::Session::set_queue_expiry`]) merged with its policy's (see `policy`).
+    pub(crate) in_force: arc_swap::ArcSwap<InForce>,
     /// This queue's message counters.
     pub(crate) counters: Counters,
     /// Its vhost's counters (deliveries and acks are counted in both).
@@ -419,7 +427,10 @@ impl Ctx {
     }
 
     fn expired(&self, m: &QueueMessage, meta: &StoredMeta) -> bool {
-        let ttl = match (self.q.def.args.message_ttl_ms, meta.properties.ttl_ms) {
+        let ttl = match (
+            self.q.in_force().args.message_ttl_ms,
+            meta.properties.ttl_ms,
+        ) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
                 Some(t) => t,
@@ -558,7 +569,7 @@ impl Ctx {
     }
 
     fn dead_letter(&self, key: QueueKey, offset: u64, reason: &str) {
-        if self.q.def.args.dead_letter_exchange.is_none() {
+        if self.q.in_force().args.dead_letter_exchange.is_none() {
             return;
         }
         if let Some(m) = self.read_one(key, offset) {
@@ -571,7 +582,8 @@ impl Ctx {
     /// Republishes a message to the queue's dead-letter exchange, with RabbitMQ's `x-death`-style
     /// headers (`x-first-death-reason`, `-queue`, `-exchange`).
     fn dead_letter_msg(&self, meta: &StoredMeta, m: &QueueMessage, reason: &str) {
-        let Some(dlx) = &self.q.def.args.dead_letter_exchange else {
+        let in_force = self.q.in_force();
+        let Some(dlx) = &in_force.args.dead_letter_exchange else {
             return;
         };
         let Some(broker) = self.broker.upgrade() else {
@@ -590,9 +602,7 @@ impl Ctx {
                 props.headers.push((k.into(), Value::Str(v.into())));
             }
         }
-        let rk = self
-            .q
-            .def
+        let rk = in_force
             .args
             .dead_letter_routing_key
             .clone()
@@ -801,6 +811,7 @@ impl Actor {
                 let _ = reply.send(self.delete_group(&group));
             }
             QueueCmd::ReloadOffsets => self.reload_offsets(),
+            QueueCmd::ArgsChanged => self.last_used = Instant::now(),
             QueueCmd::Stop { .. } | QueueCmd::Delete { .. } => {}
         }
     }
@@ -1041,7 +1052,7 @@ impl Actor {
             self.dirty = true;
             return;
         }
-        let limit = self.ctx.q.def.args.delivery_limit;
+        let limit = self.ctx.q.in_force().args.delivery_limit;
         match how {
             Settle::Ack => {
                 cur.settle(offset);
@@ -1218,14 +1229,14 @@ impl Actor {
 
     /// Max-length with drop-head: the oldest ready messages go (dead-lettered if configured).
     fn enforce_limits(&mut self) {
-        let (max_len, max_bytes) = (
-            self.ctx.q.def.args.max_length,
-            self.ctx.q.def.args.max_length_bytes,
-        );
+        let (max_len, max_bytes, overflow) = {
+            let f = self.ctx.q.in_force();
+            (f.args.max_length, f.args.max_length_bytes, f.args.overflow)
+        };
         if max_len.is_none() && max_bytes.is_none() {
             return;
         }
-        if self.ctx.q.def.args.overflow != Overflow::DropHead {
+        if overflow != Overflow::DropHead {
             if max_bytes.is_some() {
                 self.ctx
                     .q
@@ -1381,6 +1392,13 @@ impl Actor {
                 .values()
                 .filter(|c| !c.tag.is_empty())
                 .count() as u32,
+            groups: self.groups.len() as u32,
+            lag: self
+                .groups
+                .values()
+                .map(|g| g.parts.iter().map(|c| self.lag_of(c).1).sum::<u64>())
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -1433,10 +1451,9 @@ impl Actor {
             self.save_offsets();
         }
         let unused = self.consumers.values().all(|c| c.tag.is_empty());
-        let expires_ms = self.ctx.q.expires_ms.load(Ordering::Relaxed);
-        let expired = expires_ms != u64::MAX
-            && unused
-            && self.last_used.elapsed() >= Duration::from_millis(expires_ms);
+        let expired = self.ctx.q.in_force().args.expires_ms.is_some_and(|ms| {
+            unused && ms > 0 && self.last_used.elapsed() >= Duration::from_millis(ms)
+        });
         let auto_deleted = self.ctx.q.def.auto_delete && self.had_consumer && unused;
         if expired || auto_deleted {
             if let Some(b) = self.ctx.broker.upgrade() {
@@ -1478,14 +1495,16 @@ impl Actor {
     }
 }
 
+/// A queue's handle, with `policy` in force, and the receiver of its actor's commands.
 pub(crate) fn new_handle(
     def: QueueDef,
     exclusive_owner: Option<u64>,
     vhost_counters: Arc<Counters>,
+    policy: Option<Arc<Policy>>,
 ) -> (Arc<QueueHandle>, mpsc::UnboundedReceiver<QueueCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let h = QueueHandle {
-        expires_ms: AtomicU64::new(def.args.expires_ms.unwrap_or(u64::MAX)),
+        in_force: arc_swap::ArcSwap::from_pointee(InForce::new(def.raw_args.clone(), policy)),
         name: def.name.clone(),
         def,
         exclusive_owner,

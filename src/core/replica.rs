@@ -191,6 +191,7 @@ impl Broker {
             meta.next_queue_id = next;
             inner.metafile.save(&meta)?;
         }
+        inner.reapply_policies(None);
         self.apply_offsets(r.offsets).await?;
         if let Some(bytes) = r.retained {
             inner.retained.replace(&bytes);

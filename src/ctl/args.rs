@@ -68,6 +68,9 @@ pub(super) enum CtlCommand {
     /// Connection, channel and queue limits of vhosts and users.
     #[command(subcommand)]
     Limits(LimitCmd),
+    /// Policies of the vhost (settings for the queues whose names match a pattern).
+    #[command(subcommand)]
+    Policies(PolicyCmd),
     /// Virtual hosts.
     #[command(subcommand)]
     Vhosts(VhostCmd),
@@ -116,8 +119,8 @@ pub(super) enum CtlCommand {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Writes the definitions (vhosts, users, permissions, exchanges, queues, bindings) as
-    /// RabbitMQ-shaped JSON.
+    /// Writes the definitions (vhosts, users, permissions, policies, exchanges, queues,
+    /// bindings) as RabbitMQ-shaped JSON.
     Export {
         /// File ("-" = standard output).
         #[arg(default_value = "-")]
@@ -348,6 +351,32 @@ pub(super) enum LimitCmd {
     DiskFreeLimit {
         /// An amount (1GB, 512MiB, bytes). Absent: show the current one.
         value: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PolicyCmd {
+    /// Lists the policies of every vhost the user may manage.
+    List,
+    /// Adds or replaces a policy of the vhost; it applies at once.
+    Set {
+        /// Name.
+        name: String,
+        /// Regular expression matched against queue (and exchange) names.
+        pattern: String,
+        /// The definition, a JSON object: `{"max-length": 1000, "message-ttl": 60000}`.
+        definition: String,
+        /// Among the policies matching a name, the highest priority applies.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        priority: i64,
+        /// queues, exchanges or all.
+        #[arg(long, default_value = "all")]
+        apply_to: String,
+    },
+    /// Deletes a policy of the vhost; the queues it applied to lose its settings at once.
+    Delete {
+        /// Name.
+        name: String,
     },
 }
 

@@ -9,6 +9,7 @@ mod args;
 mod client;
 mod definitions;
 mod limits;
+mod policies;
 mod progress;
 
 use std::io::Read;
@@ -101,6 +102,8 @@ const QUEUE_COLS: &[(&str, &str)] = &[
     ("consumers", "consumers"),
     ("durable", "durable"),
     ("partitions", "partitions"),
+    ("lag", "lag"),
+    ("policy", "policy"),
     ("publish/s", "message_stats/publish_details/rate"),
     ("deliver/s", "message_stats/deliver_get_details/rate"),
 ];
@@ -203,6 +206,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Permissions(cmd) => permissions(&c, &v, cmd)?,
         CtlCommand::TopicPermissions(cmd) => limits::topic_permissions(&c, &v, cmd)?,
         CtlCommand::Limits(cmd) => limits::limits(&c, &v, cmd)?,
+        CtlCommand::Policies(cmd) => policies::policies(&c, &v, cmd)?,
         CtlCommand::Vhosts(cmd) => vhosts(&c, cmd)?,
         CtlCommand::Connections(cmd) => connections(&c, cmd)?,
         CtlCommand::Groups(cmd) => groups(&c, &v, cmd)?,

@@ -4,7 +4,9 @@
 
 pub mod amqp;
 pub mod cluster;
+pub mod http;
 pub mod mqtt;
+pub mod native;
 pub mod python;
 pub mod stomp;
 pub mod tls;

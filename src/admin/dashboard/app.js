@@ -371,6 +371,11 @@
     if (q.auto_delete) out.push(badge('AD'));
     if (q.exclusive) out.push(badge('excl'));
     for (const k of Object.keys(q.arguments || {})) out.push(badge(k.replace(/^x-/, '')));
+    if (q.policy) {
+      const b = badge(q.policy, 'policy');
+      b.title = 'policy ' + q.policy + ': ' + JSON.stringify(q.effective_policy_definition || {});
+      out.push(b);
+    }
     return h('span', { class: 'features' }, out);
   }
 
@@ -389,6 +394,7 @@
       { title: 'Unacked', field: 'unacked', num: true, value: (q) => fmtInt(q.messages_unacknowledged) },
       { title: 'Total', field: 'messages', num: true, value: (q) => fmtInt(q.messages) },
       { title: 'Consumers', field: 'consumers', num: true, value: (q) => fmtInt(q.consumers) },
+      { title: 'Lag', field: 'lag', num: true, value: (q) => fmtInt(q.lag) },
       { title: 'In', field: 'publish_rate', num: true, value: (q) => fmtRate(rate(q, 'publish')) },
       { title: 'Out', field: 'deliver_rate', num: true, value: (q) => fmtRate(rate(q, 'deliver_get')) },
       { title: 'Ack', field: 'ack_rate', num: true, value: (q) => fmtRate(rate(q, 'ack')) },

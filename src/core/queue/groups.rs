@@ -47,10 +47,7 @@ impl Actor {
                     .parts
                     .iter()
                     .map(|c| {
-                        let end = self.ctx.store.queue_range(c.key).map_or(0, |r| r.1);
-                        let lag = end
-                            .saturating_sub(c.committed)
-                            .saturating_sub(c.settled.len() as u64);
+                        let (end, lag) = self.lag_of(c);
                         PartitionOffsets {
                             partition: c.partition,
                             committed: c.committed,
@@ -63,6 +60,15 @@ impl Actor {
                     .collect(),
             })
             .collect()
+    }
+
+    /// A partition's end and a group's lag there (unsettled messages).
+    pub(super) fn lag_of(&self, c: &Cursor) -> (u64, u64) {
+        let end = self.ctx.store.queue_range(c.key).map_or(0, |r| r.1);
+        let lag = end
+            .saturating_sub(c.committed)
+            .saturating_sub(c.settled.len() as u64);
+        (end, lag)
     }
 
     fn idle_group(&mut self, name: &str) -> CoreResult<&mut super::Group> {
