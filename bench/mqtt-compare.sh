@@ -16,7 +16,8 @@
 # Run as root from the repository root.
 #
 # Usage: bench/mqtt-compare.sh [seconds per run] [junction|mosquitto|both] [all|throughput|idle]
-# BUILD=0 uses the release binaries already in target/ instead of building them first.
+# BUILD=0 uses the release binaries already in target/ instead of building them first;
+# ONLY=<row label> runs one throughput row alone.
 # Prints one line per run; the JSON results go to $OUT (default target/mqtt-compare.jsonl).
 set -euo pipefail
 secs=${1:-10}
@@ -34,16 +35,19 @@ data=$(mktemp -d)
 trap 'stop; rm -rf "$data" "$data".*' EXIT
 echo "open files limit $fds; idle row: $idle connections"
 
+# ONLY=<label> runs that one throughput row (e.g. ONLY="qos0 1->1"), the others are skipped.
+row() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ] || return 0; run "$@"; }
+
 throughput_rows() {
   local p=$mqtt_port d=(--size 100 --duration "$secs" --window 1000 --drain-stall 5)
-  run "qos0 1->1"           mqtt "$p" --qos 0 "${d[@]}"
-  run "qos1 1->1"           mqtt "$p" --qos 1 "${d[@]}"
-  run "qos2 1->1"           mqtt "$p" --qos 2 "${d[@]}"
-  run "qos1 1->1 v5"        mqtt "$p" --qos 1 --mqtt 5 "${d[@]}"
-  run "qos0 1->100"         mqtt "$p" --qos 0 --consumers 100 "${d[@]}"
-  run "qos1 1->100"         mqtt "$p" --qos 1 --consumers 100 "${d[@]}"
-  run "latency qos1 1000/s" mqtt "$p" --qos 1 --size 100 --rate 1000 --duration 20
-  run "latency qos0 1000/s" mqtt "$p" --qos 0 --size 100 --rate 1000 --duration 20
+  row "qos0 1->1"           mqtt "$p" --qos 0 "${d[@]}"
+  row "qos1 1->1"           mqtt "$p" --qos 1 "${d[@]}"
+  row "qos2 1->1"           mqtt "$p" --qos 2 "${d[@]}"
+  row "qos1 1->1 v5"        mqtt "$p" --qos 1 --mqtt 5 "${d[@]}"
+  row "qos0 1->100"         mqtt "$p" --qos 0 --consumers 100 "${d[@]}"
+  row "qos1 1->100"         mqtt "$p" --qos 1 --consumers 100 "${d[@]}"
+  row "latency qos1 1000/s" mqtt "$p" --qos 1 --size 100 --rate 1000 --duration 20
+  row "latency qos0 1000/s" mqtt "$p" --qos 0 --size 100 --rate 1000 --duration 20
 }
 
 idle_rows() {

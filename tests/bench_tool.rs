@@ -161,7 +161,12 @@ async fn native_confirms_lose_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_all_connect_and_stay_up_while_held() {
     let b = TestBroker::start();
-    for (protocol, addr) in [("mqtt", b.mqtt), ("stomp", b.stomp)] {
+    for (protocol, addr) in [
+        ("mqtt", b.mqtt),
+        ("stomp", b.stomp),
+        ("amqp", b.amqp),
+        ("native", b.native),
+    ] {
         let addr = addr.to_string();
         let pid = b.pid().to_string();
         let r = bench(&[
@@ -183,7 +188,7 @@ async fn idle_connections_all_connect_and_stay_up_while_held() {
             "--json",
         ])
         .await;
-        assert_eq!(r["established"], 60, "{r}");
+        assert_eq!(r["established"], 60, "{protocol}: {r}");
         assert_eq!(r["failed"], 0, "{r}");
         assert_eq!(r["dropped"], 0, "{r}");
         assert!(r["broker"]["rss_held_kib"].as_u64().unwrap() > 0, "{r}");
@@ -214,4 +219,84 @@ async fn mqtt_request_reply_answers_every_request_once() {
     .await;
     assert_exact(&r, 1000);
     assert_eq!(r["mode"], "3.1.1 qos1 request/reply");
+}
+
+/// The request/reply scenario's common checks: every request answered once, each reply with
+/// its own correlation id (a mismatch counts as an error).
+fn assert_request_reply(r: &Value, expected: u64, mode: &str) {
+    assert_exact(r, expected);
+    assert_eq!(r["mode"], mode, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_request_reply_answers_every_request_once_with_its_correlation_id() {
+    let b = TestBroker::start();
+    let addr = b.amqp.to_string();
+    let r = bench(&[
+        "amqp",
+        "--addr",
+        &addr,
+        "--request-reply",
+        "--count",
+        "1000",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--window",
+        "8",
+        "--json",
+    ])
+    .await;
+    assert_request_reply(&r, 1000, "persistent+request/reply+acks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_request_reply_through_a_temp_queue_answers_every_request_once() {
+    let b = TestBroker::start();
+    let addr = b.stomp.to_string();
+    let r = bench(&[
+        "stomp",
+        "--addr",
+        &addr,
+        "--request-reply",
+        "--ack",
+        "client-individual",
+        "--count",
+        "1000",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--batch",
+        "4",
+        "--window",
+        "8",
+        "--json",
+    ])
+    .await;
+    assert_request_reply(&r, 1000, "transient+request/reply+client-individual");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_request_reply_answers_every_request_once_with_its_correlation_id() {
+    let b = TestBroker::start();
+    let addr = b.native.to_string();
+    let r = bench(&[
+        "native",
+        "--addr",
+        &addr,
+        "--request-reply",
+        "--count",
+        "1000",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--window",
+        "8",
+        "--json",
+    ])
+    .await;
+    assert_request_reply(&r, 1000, "confirms request/reply");
 }

@@ -1,5 +1,6 @@
-//! Many idle connections: opens `--connections` MQTT or STOMP connections, keeps them alive
-//! (MQTT PINGREQ, STOMP heart-beats) for `--hold` seconds, and reports how much the broker's
+//! Many idle connections: opens `--connections` MQTT, STOMP, AMQP 0-9-1 or native connections,
+//! keeps them alive (MQTT PINGREQ, STOMP heart-beats, AMQP heartbeat frames, native `Heartbeat`
+//! frames) for `--hold` seconds, and reports how much the broker's
 //! resident memory grew per connection (with `--broker-pid`): its anonymous resident memory
 //! (`RssAnon`: heap and stacks), which is what connections cost, and its whole `VmRSS`, which
 //! also moves with the file pages the broker maps (Junction's CommitLog segments). The
@@ -8,8 +9,9 @@
 //! One source address can hold only about 28,000 connections to one broker port (the
 //! ephemeral port range, 32768-60999 by default), so the connections are spread over source
 //! addresses 127.0.1.1, 127.0.1.2, ... (all loopback on Linux), each socket bound to its source
-//! address before it connects. The clients are minimal on purpose (CONNECT, CONNACK, pings, on
-//! tokio, a few hundred bytes each), so the generator can hold 100,000 of them.
+//! address before it connects. The clients are minimal on purpose (the protocol's handshake and
+//! pings, on tokio, a few hundred bytes each), so the generator can hold 100,000 of them: an
+//! AMQP connection opens no channel, a native one subscribes to nothing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::BytesMut;
 use clap::{Args, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -33,6 +36,12 @@ pub enum IdleProtocol {
     Mqtt,
     /// STOMP 1.2 CONNECT, then a heart-beat (an EOL) every half keep alive.
     Stomp,
+    /// AMQP 0-9-1 connection.start/tune/open (PLAIN, no channel), then a heartbeat frame every
+    /// half keep alive (the heartbeat interval the client asks for in connection.tune-ok).
+    Amqp,
+    /// Junction's native `Hello`/`Welcome`, then a `Heartbeat` frame every half of the
+    /// negotiated interval.
+    Native,
 }
 
 /// Options of the idle-connections run.
@@ -51,7 +60,8 @@ pub struct IdleArgs {
     /// 10,000 connections.
     #[arg(long)]
     sources: Option<usize>,
-    /// Keep alive (MQTT) or heart-beat interval (STOMP), seconds; a ping goes every half.
+    /// Keep alive (MQTT) or heartbeat interval (STOMP, AMQP, native), seconds; a ping goes
+    /// every half.
     #[arg(long, default_value_t = 30)]
     keep_alive: u16,
     /// Seconds to hold every connection open (and pinging) once all are connected.
@@ -63,7 +73,7 @@ pub struct IdleArgs {
     /// MQTT protocol version.
     #[arg(long = "mqtt", value_enum, default_value_t = MqttVersion::V4)]
     version: MqttVersion,
-    /// User name (MQTT: sent only when given; STOMP: `guest` when not).
+    /// User name (MQTT: sent only when given; STOMP, AMQP, native: `guest` when not).
     #[arg(long)]
     user: Option<String>,
     /// Password.
@@ -119,13 +129,13 @@ pub async fn run(a: IdleArgs) -> anyhow::Result<serde_json::Value> {
             let permit = gate.acquire_owned().await;
             let conn = tokio::time::timeout(Duration::from_secs(60), handshake(&a2, src, i)).await;
             drop(permit);
-            let mut s = match conn {
+            let (mut s, every) = match conn {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return counts.fail(format!("{e:#}")),
                 Err(_) => return counts.fail("handshake timed out after 60 s".into()),
             };
             counts.established.fetch_add(1, Ordering::Relaxed);
-            if !keep_alive(&a2, &mut s, &stop).await {
+            if !keep_alive(&a2, &mut s, every, &stop).await {
                 counts.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -186,6 +196,8 @@ pub async fn run(a: IdleArgs) -> anyhow::Result<serde_json::Value> {
             MqttVersion::V5 => "mqtt 5.0",
         },
         IdleProtocol::Stomp => "stomp 1.2",
+        IdleProtocol::Amqp => "amqp 0-9-1",
+        IdleProtocol::Native => "native",
     };
     let result = serde_json::json!({
         "scenario": "idle",
@@ -270,8 +282,9 @@ impl Counts {
     }
 }
 
-/// Connects from `src` and completes the protocol's handshake.
-async fn handshake(a: &IdleArgs, src: IpAddr, i: usize) -> anyhow::Result<TcpStream> {
+/// Connects from `src` and completes the protocol's handshake; returns the stream and how often
+/// to ping.
+async fn handshake(a: &IdleArgs, src: IpAddr, i: usize) -> anyhow::Result<(TcpStream, Duration)> {
     let sock = TcpSocket::new_v4()?;
     // The ports of an earlier run's connections linger in TIME_WAIT (this side closes first).
     sock.set_reuseaddr(true)?;
@@ -324,8 +337,154 @@ async fn handshake(a: &IdleArgs, src: IpAddr, i: usize) -> anyhow::Result<TcpStr
                 bail!("CONNECT refused: {}", String::from_utf8_lossy(&got));
             }
         }
+        IdleProtocol::Amqp => amqp_open(a, &mut s).await?,
+        IdleProtocol::Native => {
+            let hb = native_hello(a, &mut s, i).await?;
+            return Ok((s, hb / 2));
+        }
     }
-    Ok(s)
+    Ok((
+        s,
+        Duration::from_millis(u64::from(a.keep_alive.max(1)) * 500),
+    ))
+}
+
+fn user(a: &IdleArgs) -> &str {
+    a.user.as_deref().unwrap_or("guest")
+}
+
+fn password(a: &IdleArgs) -> &str {
+    a.password.as_deref().unwrap_or("guest")
+}
+
+/// An AMQP 0-9-1 frame: type, channel 0, payload, frame-end.
+fn amqp_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind, 0, 0];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f.push(0xCE);
+    f
+}
+
+/// A connection-class method frame (class 10).
+fn amqp_method(method: u16, args: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 10];
+    p.extend_from_slice(&method.to_be_bytes());
+    p.extend_from_slice(args);
+    amqp_frame(1, &p)
+}
+
+fn short_str(out: &mut Vec<u8>, s: &str) {
+    out.push(s.len().min(255) as u8);
+    out.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
+}
+
+/// Reads one AMQP frame on channel 0 and returns its connection method id and arguments;
+/// connection.close (the broker refusing) is an error with its reply text.
+async fn amqp_method_in(s: &mut TcpStream) -> anyhow::Result<(u16, Vec<u8>)> {
+    loop {
+        let mut h = [0u8; 7];
+        s.read_exact(&mut h)
+            .await
+            .context("reading an AMQP frame")?;
+        let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
+        if size > 1 << 20 {
+            bail!("AMQP frame of {size} bytes during the handshake");
+        }
+        let mut p = vec![0u8; size + 1];
+        s.read_exact(&mut p).await?;
+        if h[0] == 8 {
+            continue; // a heartbeat
+        }
+        if h[0] != 1 || p.len() < 5 || p[..2] != [0, 10] {
+            bail!("expected a connection method, got frame type {}", h[0]);
+        }
+        let method = u16::from_be_bytes([p[2], p[3]]);
+        let args = p[4..size].to_vec();
+        if method == 50 {
+            // connection.close: reply-code u16, reply-text shortstr.
+            let text = args
+                .get(3..)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            bail!("the broker closed the connection: {text}");
+        }
+        return Ok((method, args));
+    }
+}
+
+/// connection.start -> start-ok (PLAIN), tune -> tune-ok (the broker's channel-max and
+/// frame-max, our heartbeat), open -> open-ok; no channel is opened.
+async fn amqp_open(a: &IdleArgs, s: &mut TcpStream) -> anyhow::Result<()> {
+    s.write_all(b"AMQP\x00\x00\x09\x01").await?;
+    let (m, _) = amqp_method_in(s).await?;
+    if m != 10 {
+        bail!("expected connection.start, got method {m}");
+    }
+    let mut args = vec![0, 0, 0, 0]; // client-properties: an empty table
+    short_str(&mut args, "PLAIN");
+    let response = format!("\0{}\0{}", user(a), password(a));
+    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    args.extend_from_slice(response.as_bytes());
+    short_str(&mut args, "en_US");
+    s.write_all(&amqp_method(11, &args)).await?;
+    let (m, tune) = amqp_method_in(s).await?;
+    if m != 30 || tune.len() < 8 {
+        bail!("expected connection.tune, got method {m}");
+    }
+    let mut args = tune[..6].to_vec(); // channel-max u16, frame-max u32, as the broker proposed
+    args.extend_from_slice(&a.keep_alive.to_be_bytes());
+    s.write_all(&amqp_method(31, &args)).await?;
+    let mut args = Vec::new();
+    short_str(&mut args, "/");
+    args.extend_from_slice(&[0, 0]); // reserved shortstr, reserved bit
+    s.write_all(&amqp_method(40, &args)).await?;
+    let (m, _) = amqp_method_in(s).await?;
+    if m != 41 {
+        bail!("expected connection.open-ok, got method {m}");
+    }
+    Ok(())
+}
+
+/// A native frame, encoded.
+fn native_frame(request_id: u32, body: impl Into<junction_native::Body>) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    // A Hello, Heartbeat or Close always fits the default frame size.
+    let _ = junction_native::encode(&junction_native::Frame::new(request_id, body), &mut out);
+    out.to_vec()
+}
+
+/// `Hello` -> `Welcome`; returns the negotiated heartbeat interval.
+async fn native_hello(a: &IdleArgs, s: &mut TcpStream, i: usize) -> anyhow::Result<Duration> {
+    let hello = junction_native::Hello {
+        client_id: format!("idle-{}-{i}", std::process::id()),
+        username: user(a).into(),
+        password: password(a).into(),
+        vhost: "/".into(),
+        heartbeat_ms: u32::from(a.keep_alive) * 1000,
+        max_frame: 0,
+    };
+    s.write_all(&native_frame(1, hello)).await?;
+    let mut decoder = junction_native::Decoder::default();
+    let mut buf = BytesMut::with_capacity(256);
+    loop {
+        if let Some(f) = decoder.decode(&mut buf)? {
+            return match f.body {
+                junction_native::Body::Welcome(w) if w.heartbeat_ms > 0 => {
+                    Ok(Duration::from_millis(u64::from(w.heartbeat_ms)))
+                }
+                // No heartbeats: ping at our own pace all the same.
+                junction_native::Body::Welcome(_) => {
+                    Ok(Duration::from_secs(u64::from(a.keep_alive.max(1))))
+                }
+                junction_native::Body::Error(e) => bail!("Hello refused: {}", e.message),
+                other => bail!("expected Welcome, got {:?}", other.opcode()),
+            };
+        }
+        if s.read_buf(&mut buf).await? == 0 {
+            bail!("the broker closed the connection during Hello");
+        }
+    }
 }
 
 /// An MQTT CONNECT packet: clean session, the keep alive, optional credentials.
@@ -372,24 +531,46 @@ fn mqtt_connect(a: &IdleArgs, id: &str) -> Vec<u8> {
     out
 }
 
-/// Pings every half keep alive until `stop`; false if the broker closed the connection first.
-async fn keep_alive(a: &IdleArgs, s: &mut TcpStream, stop: &CancellationToken) -> bool {
-    let (ping, bye): (&[u8], &[u8]) = match a.protocol {
-        IdleProtocol::Mqtt => (&[0xC0, 0x00], &[0xE0, 0x00]),
-        IdleProtocol::Stomp => (b"\n", b"DISCONNECT\n\n\0"),
+/// Pings `every` until `stop`; false if the broker closed the connection first.
+async fn keep_alive(
+    a: &IdleArgs,
+    s: &mut TcpStream,
+    every: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    let (ping, bye): (Vec<u8>, Vec<u8>) = match a.protocol {
+        IdleProtocol::Mqtt => (vec![0xC0, 0x00], vec![0xE0, 0x00]),
+        IdleProtocol::Stomp => (b"\n".to_vec(), b"DISCONNECT\n\n\0".to_vec()),
+        IdleProtocol::Amqp => {
+            // connection.close: reply-code 200, reply-text "bye", class 0, method 0.
+            let mut close = vec![0, 200];
+            short_str(&mut close, "bye");
+            close.extend_from_slice(&[0, 0, 0, 0]);
+            (amqp_frame(8, &[]), amqp_method(50, &close))
+        }
+        IdleProtocol::Native => (
+            native_frame(0, junction_native::Body::Heartbeat),
+            native_frame(
+                2,
+                junction_native::Close {
+                    code: junction_native::Close::NORMAL,
+                    reason: "bye".into(),
+                },
+            ),
+        ),
     };
-    let every = Duration::from_millis(u64::from(a.keep_alive.max(1)) * 500);
+    let every = every.max(Duration::from_millis(100));
     let mut next = tokio::time::Instant::now() + every;
     let mut buf = [0u8; 64];
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
-                let _ = s.write_all(bye).await;
+                let _ = s.write_all(&bye).await;
                 return true;
             }
             _ = tokio::time::sleep_until(next) => {
                 next += every;
-                if s.write_all(ping).await.is_err() {
+                if s.write_all(&ping).await.is_err() {
                     return false;
                 }
             }

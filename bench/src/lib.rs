@@ -10,7 +10,11 @@
 //! junction-bench mqtt --addr 127.0.0.1:1883 --qos 1 --size 100 --duration 10
 //! junction-bench mqtt --mqtt 5 --qos 1 --consumers 100 --count 20000    # fan-out to 100
 //! junction-bench mqtt --qos 1 --request-reply --window 1 --rate 1000 --duration 10
+//! junction-bench amqp --request-reply --producers 2 --consumers 2 --window 8 --duration 10
+//! junction-bench stomp --request-reply --window 8 --duration 10     # reply-to /temp-queue/
+//! junction-bench native --request-reply --window 8 --duration 10
 //! junction-bench idle --protocol mqtt --connections 100000 --broker-pid $(pidof junction)
+//! junction-bench idle --protocol amqp --addr 127.0.0.1:5672 --connections 10000
 //! ```
 //!
 //! Every body starts with the producer id, a sequence number and the send time (µs since the
@@ -57,7 +61,7 @@ pub enum Protocol {
     Stomp(stomp::StompArgs),
     /// MQTT 3.1.1 or 5.0 through rumqttc (Junction, Mosquitto, any MQTT broker).
     Mqtt(mqtt::MqttArgs),
-    /// Many idle MQTT or STOMP connections: the broker's memory per connection.
+    /// Many idle MQTT, STOMP, AMQP or native connections: the broker's memory per connection.
     Idle(idle::IdleArgs),
 }
 

@@ -340,6 +340,22 @@ impl Shared {
         })
     }
 
+    /// A requester's end (request/reply): waits until the replies to all its outstanding
+    /// requests are in (every one of the `permits` of its `window` is back), or until no
+    /// delivery has come for the drain stall; what is missing then counts as lost.
+    pub async fn wait_replies(&self, window: &tokio::sync::Semaphore, permits: u32) {
+        let stall = Duration::from_secs(self.drain_stall);
+        while tokio::time::timeout(stall, window.acquire_many(permits))
+            .await
+            .is_err()
+        {
+            let last = self.last_delivery_us.load(Ordering::Relaxed);
+            if self.now_us().saturating_sub(last) > stall.as_micros() as u64 {
+                break;
+            }
+        }
+    }
+
     /// Waits until `expected` deliveries arrived (`stall` without progress ends the wait).
     pub async fn wait_received(&self, expected: u64, stall: Duration) {
         let mut last = (Instant::now(), self.received.load(Ordering::Relaxed));

@@ -343,6 +343,10 @@ impl Cursor {
         if offset < self.committed {
             return;
         }
+        if offset == self.committed && self.settled.is_empty() {
+            self.committed += 1; // acked in order: nothing to merge
+            return;
+        }
         self.settled.insert(offset);
         while self.settled.first() == Some(&self.committed) {
             self.settled.pop_first();
@@ -1001,15 +1005,16 @@ impl Actor {
         self.last_used = Instant::now();
     }
 
+    /// Runs once per acknowledged delivery, so it looks the consumer and its group up once
+    /// each (no group-name clone, no second or third look-up by name).
     fn settle(&mut self, consumer: ConsumerId, partition: u16, offset: u64, how: Settle) {
-        let Some(group) = self.consumers.get(&consumer).map(|c| c.group.clone()) else {
+        let Some(c) = self.consumers.get_mut(&consumer) else {
             return;
         };
-        let Some(cur) = self
-            .groups
-            .get_mut(&group)
-            .and_then(|g| g.parts.get_mut(usize::from(partition)))
-        else {
+        let Some(g) = self.groups.get_mut(&c.group) else {
+            return;
+        };
+        let Some(cur) = g.parts.get_mut(usize::from(partition)) else {
             return;
         };
         match cur.inflight.get(&offset) {
@@ -1019,30 +1024,20 @@ impl Actor {
         let Some((_, count)) = cur.inflight.remove(&offset) else {
             return;
         };
-        if let Some(c) = self.consumers.get_mut(&consumer) {
-            c.inflight = c.inflight.saturating_sub(1);
-            if c.tag.is_empty() && c.inflight == 0 {
-                self.consumers.remove(&consumer); // a basic.get, now settled
-            }
+        c.inflight = c.inflight.saturating_sub(1);
+        if c.tag.is_empty() && c.inflight == 0 {
+            self.consumers.remove(&consumer); // a basic.get, now settled
         }
-        let policy = self
-            .groups
-            .get(&group)
-            .filter(|g| !g.ordered)
-            .and_then(|g| g.retry.clone());
-        let Some(cur) = self
-            .groups
-            .get_mut(&group)
-            .and_then(|g| g.parts.get_mut(usize::from(partition)))
-        else {
-            return;
-        };
         cur.sent.remove(&offset);
-        if let (Some(policy), Settle::Requeue | Settle::Reject) = (policy, how) {
+        let policy = match how {
+            Settle::Requeue | Settle::Reject if !g.ordered => g.retry.as_ref(),
+            _ => None,
+        };
+        if let Some(policy) = policy {
             let key = cur.key;
             cur.settle(offset);
             self.ctx.retry_or_dead_letter(
-                &policy,
+                policy,
                 key,
                 partition,
                 offset,
@@ -1518,4 +1513,54 @@ pub(crate) fn new_handle(
         vhost_counters,
     };
     (Arc::new(h), rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(committed: u64) -> Cursor {
+        Cursor {
+            key: QueueKey::new(1, 0),
+            partition: 0,
+            committed,
+            settled: BTreeSet::new(),
+            next_read: committed,
+            delivered_before: 0,
+            redeliver: BTreeMap::new(),
+            inflight: HashMap::new(),
+            owner: None,
+            buffer: VecDeque::new(),
+            scanned_to: committed,
+            sent: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn acks_in_order_advance_the_committed_offset_one_by_one() {
+        let mut c = cursor(5);
+        for o in 5..10 {
+            c.settle(o);
+            assert_eq!(c.committed, o + 1);
+        }
+        assert!(c.settled.is_empty());
+        c.settle(3); // below the committed offset: already settled
+        assert_eq!(c.committed, 10);
+    }
+
+    #[test]
+    fn acks_out_of_order_wait_for_the_gap_then_commit_together() {
+        let mut c = cursor(0);
+        c.settle(2);
+        c.settle(1);
+        assert_eq!(c.committed, 0, "offset 0 is still unacked");
+        assert_eq!(c.settled.len(), 2);
+        c.settle(0);
+        assert_eq!(c.committed, 3);
+        assert!(c.settled.is_empty());
+        c.settle(4);
+        c.settle(3); // the next in order, with 4 waiting: both commit
+        assert_eq!(c.committed, 5);
+        assert!(c.settled.is_empty());
+    }
 }
