@@ -231,11 +231,20 @@ async fn run_once(
                     ..settings.clone()
                 };
                 let upgrade = upgrade.clone();
+                // Each alternative boxed: a future is as big as its largest branch, and a plain
+                // TCP connection should not carry the WebSocket handshake's or the WebSocket
+                // session's size (idle connections' memory is mostly their task).
                 async move {
                     match upgrade {
-                        None => gateway::mqtt::serve(stream, peer, broker, stop, settings).await,
-                        Some(u) => match gateway::ws::accept(stream, &u).await {
-                            Ok(ws) => gateway::mqtt::serve(ws, peer, broker, stop, settings).await,
+                        None => {
+                            Box::pin(gateway::mqtt::serve(stream, peer, broker, stop, settings))
+                                .await
+                        }
+                        Some(u) => match Box::pin(gateway::ws::accept(stream, &u)).await {
+                            Ok(ws) => {
+                                Box::pin(gateway::mqtt::serve(ws, peer, broker, stop, settings))
+                                    .await
+                            }
                             Err(e) => {
                                 tracing::info!(protocol = name, peer = %peer, error = %e, "WebSocket upgrade failed")
                             }
@@ -296,11 +305,18 @@ async fn run_once(
                     ..settings.clone()
                 };
                 let upgrade = upgrade.clone();
+                // Each alternative boxed, as for MQTT above.
                 async move {
                     match upgrade {
-                        None => gateway::stomp::serve(stream, peer, broker, stop, settings).await,
-                        Some(u) => match gateway::ws::accept(stream, &u).await {
-                            Ok(ws) => gateway::stomp::serve(ws, peer, broker, stop, settings).await,
+                        None => {
+                            Box::pin(gateway::stomp::serve(stream, peer, broker, stop, settings))
+                                .await
+                        }
+                        Some(u) => match Box::pin(gateway::ws::accept(stream, &u)).await {
+                            Ok(ws) => {
+                                Box::pin(gateway::stomp::serve(ws, peer, broker, stop, settings))
+                                    .await
+                            }
                             Err(e) => {
                                 tracing::info!(protocol = name, peer = %peer, error = %e, "WebSocket upgrade failed")
                             }
@@ -457,7 +473,9 @@ impl Net {
                     let _ = tcp.set_nodelay(true);
                     let (stream, who) = match tls {
                         None => (Stream::plain(tcp), tls::Peer::default()),
-                        Some(acceptor) => match acceptor.accept(tcp).await {
+                        // Boxed: the TLS handshake's state is large and plain connections
+                        // would carry its size for their whole life.
+                        Some(acceptor) => match Box::pin(acceptor.accept(tcp)).await {
                             Ok(x) => x,
                             Err(e) => {
                                 tracing::info!(protocol = name, peer = %peer, error = %e, "TLS handshake failed");

@@ -259,6 +259,12 @@ impl ConsumerEntry {
     }
 }
 
+/// A session's event channel, both ends.
+type Events = (
+    mpsc::UnboundedSender<SessionEvent>,
+    mpsc::UnboundedReceiver<SessionEvent>,
+);
+
 /// One client session. Owned by one gateway task; not `Clone`.
 pub struct Session {
     pub(crate) id: u64,
@@ -271,8 +277,10 @@ pub struct Session {
     info: ClientInfo,
     grants: Grants,
     vhost: super::VHostRef,
-    events_tx: mpsc::UnboundedSender<SessionEvent>,
-    events_rx: mpsc::UnboundedReceiver<SessionEvent>,
+    /// The channel deliveries and confirms reach this session by, made on first use: tokio's
+    /// channel allocates its first block of slots (~2 KiB) when made, which an idle connection
+    /// that never subscribes or asks for a confirm should not pay.
+    events: Option<Events>,
     consumers: HashMap<ConsumerTag, ConsumerEntry>,
     unacked: HashMap<u64, (Weak<QueueHandle>, ConsumerId, u16, u64)>,
     /// Consumers that may still hold deliveries without being in `consumers` (basic.get, and
@@ -316,7 +324,6 @@ impl Session {
         grants: Grants,
         vhost: super::VHostRef,
     ) -> Session {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let vhost_counters = Arc::clone(&super::rlock(&vhost).counters);
         Session {
             id,
@@ -326,8 +333,7 @@ impl Session {
             info,
             grants,
             vhost,
-            events_tx,
-            events_rx,
+            events: None,
             consumers: HashMap::new(),
             unacked: HashMap::new(),
             holders: Vec::new(),
@@ -822,28 +828,45 @@ impl Session {
     }
 
     fn confirm_after(&mut self, seq: u64, end: u64) {
-        let tx = self.confirm_tx.get_or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
-            let events = self.events_tx.clone();
-            let store = Arc::clone(&self.broker.store);
-            tokio::spawn(async move {
-                while let Some(mut last) = rx.recv().await {
-                    while let Ok(next) = rx.try_recv() {
-                        last = next; // the log end only grows: the last covers the rest
-                    }
-                    let confirmed = store.confirmed(last.1, tokio::time::sleep).await;
-                    let ev = match confirmed {
-                        Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
-                        Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
-                    };
-                    if events.send(ev).is_err() {
-                        return;
-                    }
+        if self.confirm_tx.is_none() {
+            let events = self.events_tx();
+            self.confirm_tx = Some(Self::spawn_confirmer(&self.broker, events));
+        }
+        if let Some(tx) = &self.confirm_tx {
+            let _ = tx.send((seq, end));
+        }
+    }
+
+    fn spawn_confirmer(
+        broker: &Arc<BrokerInner>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> mpsc::UnboundedSender<(u64, u64)> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
+        let store = Arc::clone(&broker.store);
+        tokio::spawn(async move {
+            while let Some(mut last) = rx.recv().await {
+                while let Ok(next) = rx.try_recv() {
+                    last = next; // the log end only grows: the last covers the rest
                 }
-            });
-            tx
+                let confirmed = store.confirmed(last.1, tokio::time::sleep).await;
+                let ev = match confirmed {
+                    Ok(()) => SessionEvent::Confirmed { up_to: last.0 },
+                    Err(_) => SessionEvent::ConfirmFailed { up_to: last.0 },
+                };
+                if events.send(ev).is_err() {
+                    return;
+                }
+            }
         });
-        let _ = tx.send((seq, end));
+        tx
+    }
+
+    /// A sender to this session's event channel, made on first use.
+    fn events_tx(&mut self) -> mpsc::UnboundedSender<SessionEvent> {
+        self.events
+            .get_or_insert_with(mpsc::unbounded_channel)
+            .0
+            .clone()
     }
 
     /// Starts a consumer; returns its tag and the partitions it reads.
@@ -940,7 +963,7 @@ impl Session {
             .broker
             .next_consumer
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sink = self.events_tx.clone();
+        let sink = self.events_tx();
         let parts = q
             .ask(|reply| QueueCmd::Subscribe {
                 id,
@@ -1130,7 +1153,7 @@ impl Session {
 
     /// The next event if one is ready now (for batching writes).
     pub fn try_next_event(&mut self) -> Option<SessionEvent> {
-        let ev = self.events_rx.try_recv().ok()?;
+        let ev = self.events.as_mut()?.1.try_recv().ok()?;
         Some(self.track(ev))
     }
 
@@ -1192,7 +1215,12 @@ impl Session {
 
     /// The next event for this session. Cancel-safe: use it in `select!`.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
-        let ev = self.events_rx.recv().await?;
+        let ev = match &mut self.events {
+            Some((_, rx)) => rx.recv().await?,
+            // Nothing can send to this session until it has a channel, and making one takes
+            // `&mut self`, which this future holds: a `select!` loop makes a new one after.
+            None => std::future::pending().await,
+        };
         Some(self.track(ev))
     }
 

@@ -16,6 +16,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{select, Either};
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 /// How long a connection must have been in its handshake before a newcomer may take its place.
@@ -145,15 +147,23 @@ impl State {
 impl Pending {
     /// Runs a connection's `serve` future as this place's holder: it is dropped (the socket
     /// closed) if a newcomer takes its place before it calls [`logged_in`].
-    pub async fn run(self, serve: impl Future<Output = ()>) {
-        let evict = self.evict.clone();
-        let dropped = CURRENT
-            .scope(self, evict.run_until_cancelled(serve))
-            .await
-            .is_none();
-        if dropped {
-            tracing::debug!("connection still in its handshake dropped to make room");
-        }
+    ///
+    /// Combinators, not an `async fn`: an async fn (as `CancellationToken::run_until_cancelled`)
+    /// keeps the future it was given beside the one it awaits, and every idle connection's task
+    /// would carry its `serve` future three times over.
+    pub fn run<F>(self, serve: F) -> impl Future<Output = ()>
+    where
+        F: Future<Output = ()>,
+    {
+        let evict = Box::pin(self.evict.clone().cancelled_owned());
+        // Boxed so that `select` may move it; polled first, so a connection that finishes
+        // as it is evicted finishes.
+        let raced = select(Box::pin(serve), evict).map(|done| {
+            if let Either::Right(_) = done {
+                tracing::debug!("connection still in its handshake dropped to make room");
+            }
+        });
+        CURRENT.scope(self, raced)
     }
 
     fn done(&self) {
