@@ -6,5 +6,6 @@ pub mod handshakes;
 pub mod metered;
 pub mod mqtt;
 pub mod native;
+pub mod readbuf;
 pub mod stomp;
 pub mod ws;

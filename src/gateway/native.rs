@@ -23,7 +23,7 @@ type Stream = crate::gateway::metered::Metered<crate::tls::Stream>;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::OptionFuture;
 use junction_native as wire;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire::{Body, ErrorCode, Frame};
@@ -210,7 +210,7 @@ impl Pending {
 struct Conn {
     stream: Stream,
     peer: SocketAddr,
-    rbuf: BytesMut,
+    rbuf: crate::gateway::readbuf::ReadBuf,
     wbuf: BytesMut,
     decoder: wire::Decoder,
     max_frame_out: u32,
@@ -263,8 +263,8 @@ pub async fn serve(
     let mut conn = Conn {
         stream,
         peer,
-        rbuf: BytesMut::with_capacity(16 << 10),
-        wbuf: BytesMut::with_capacity(16 << 10),
+        rbuf: crate::gateway::readbuf::ReadBuf::default(),
+        wbuf: BytesMut::new(),
         // Hello must fit the minimum frame size: nothing bigger is buffered before login.
         decoder: wire::Decoder::new(wire::MIN_MAX_FRAME),
         max_frame_out: wire::MIN_MAX_FRAME,
@@ -374,7 +374,7 @@ async fn read_frame(conn: &mut Conn) -> Result<Option<Frame>, wire::DecodeError>
         if let Some(f) = conn.decoder.decode(&mut conn.rbuf)? {
             return Ok(Some(f));
         }
-        match conn.stream.read_buf(&mut conn.rbuf).await {
+        match conn.rbuf.read_from(&mut conn.stream).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
@@ -434,7 +434,7 @@ impl Connection {
             let flow = tokio::select! {
                 // Backpressure: a client with too many unconfirmed publishes, or one whose
                 // publish a resource alarm holds, is not read from until that is over.
-                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if self.pending.len() < MAX_PENDING && self.held.is_none() => match r {
+                r = self.conn.rbuf.read_from(&mut self.conn.stream), if self.pending.len() < MAX_PENDING && self.held.is_none() => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
                         last_read = tokio::time::Instant::now();

@@ -27,7 +27,7 @@ use junction_amqp::{
     reply_code as rc, Assembler, Event, Frame, FrameDecoder, HeaderCheck, HEARTBEAT_FRAME,
     PROTOCOL_HEADER,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ const MAX_INFLIGHT: usize = 16_384;
 pub(super) struct Conn {
     stream: Stream,
     peer: SocketAddr,
-    rbuf: BytesMut,
+    rbuf: crate::gateway::readbuf::ReadBuf,
     wbuf: BytesMut,
     decoder: FrameDecoder,
     last_send: Instant,
@@ -76,7 +76,7 @@ impl Conn {
             {
                 return Ok(Some(f));
             }
-            match self.stream.read_buf(&mut self.rbuf).await {
+            match self.rbuf.read_from(&mut self.stream).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
@@ -153,8 +153,8 @@ pub async fn serve(
     let mut conn = Conn {
         stream,
         peer,
-        rbuf: BytesMut::with_capacity(16 << 10),
-        wbuf: BytesMut::with_capacity(16 << 10),
+        rbuf: crate::gateway::readbuf::ReadBuf::default(),
+        wbuf: BytesMut::new(),
         decoder: FrameDecoder::default(),
         last_send: Instant::now(),
     };
@@ -219,7 +219,7 @@ async fn protocol_header(conn: &mut Conn) -> bool {
                 let _ = conn.rbuf.split_to(junction_amqp::PROTOCOL_HEADER_LEN);
                 return true;
             }
-            HeaderCheck::Incomplete => match conn.stream.read_buf(&mut conn.rbuf).await {
+            HeaderCheck::Incomplete => match conn.rbuf.read_from(&mut conn.stream).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             },
@@ -481,7 +481,7 @@ impl Connection {
                     0,
                     0,
                 )),
-                r = self.conn.stream.read_buf(&mut self.conn.rbuf), if !paused && !self.blocked => match r {
+                r = self.conn.rbuf.read_from(&mut self.conn.stream), if !paused && !self.blocked => match r {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         self.last_recv = Instant::now();

@@ -55,7 +55,7 @@ impl Close {
 /// The socket with its buffers and codec.
 pub(super) struct Io<S> {
     stream: S,
-    rbuf: BytesMut,
+    rbuf: crate::gateway::readbuf::ReadBuf,
     pub(super) wbuf: BytesMut,
     decoder: Decoder,
     pub(super) version: ProtocolVersion,
@@ -83,7 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             if let Some(p) = self.decoder.decode(&mut self.rbuf)? {
                 return Ok(Some(p));
             }
-            match self.stream.read_buf(&mut self.rbuf).await {
+            match self.rbuf.read_from(&mut self.stream).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
@@ -207,7 +207,7 @@ where
 {
     let mut io = Io {
         stream,
-        rbuf: BytesMut::with_capacity(256),
+        rbuf: crate::gateway::readbuf::ReadBuf::default(),
         wbuf: BytesMut::new(),
         decoder: Decoder::new(settings.max_packet_size),
         version: ProtocolVersion::V311,
@@ -552,7 +552,7 @@ where
                     ReasonCode::ADMINISTRATIVE_ACTION,
                     format!("closed by the broker: {reason}"),
                 )),
-                r = self.io.stream.read_buf(&mut self.io.rbuf), if reading => match r {
+                r = self.io.rbuf.read_from(&mut self.io.stream), if reading => match r {
                     Ok(0) | Err(_) => Err(Close {
                         reason: None,
                         will: true,

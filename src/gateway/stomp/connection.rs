@@ -18,7 +18,7 @@ use junction_stomp::{
     encode, encode_heartbeat, format_versions, negotiate, negotiate_heartbeat, parse_heartbeat,
     Command, DecodeError, Decoder, Frame, Item, Version,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -50,7 +50,7 @@ pub(super) struct HeldSend {
 /// One connection after CONNECTED.
 pub(super) struct Connection<S> {
     pub(super) io: S,
-    pub(super) rbuf: BytesMut,
+    pub(super) rbuf: crate::gateway::readbuf::ReadBuf,
     pub(super) wbuf: BytesMut,
     pub(super) decoder: Decoder,
     pub(super) version: Version,
@@ -92,8 +92,8 @@ pub async fn serve<S>(
 {
     let mut hs = Handshake {
         io: stream,
-        rbuf: BytesMut::with_capacity(8 << 10),
-        wbuf: BytesMut::with_capacity(8 << 10),
+        rbuf: crate::gateway::readbuf::ReadBuf::default(),
+        wbuf: BytesMut::new(),
         decoder: Decoder::with_limits(Version::V1_2, settings.limits()),
     };
     let Some(Opened {
@@ -145,7 +145,7 @@ pub async fn serve<S>(
 /// The connection before CONNECTED.
 struct Handshake<S> {
     io: S,
-    rbuf: BytesMut,
+    rbuf: crate::gateway::readbuf::ReadBuf,
     wbuf: BytesMut,
     decoder: Decoder,
 }
@@ -310,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             if let Some(f) = self.decoder.decode_frame(&mut self.rbuf)? {
                 return Ok(Some(f));
             }
-            match self.io.read_buf(&mut self.rbuf).await {
+            match self.rbuf.read_from(&mut self.io).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
@@ -371,7 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 // Not read while a resource alarm holds a SEND (RabbitMQ blocks a publishing
                 // connection the same way); MESSAGEs still go out.
-                r = self.io.read_buf(&mut self.rbuf), if self.receipts.len() < MAX_PENDING && !self.disconnecting && self.held.is_none() => match r {
+                r = self.rbuf.read_from(&mut self.io), if self.receipts.len() < MAX_PENDING && !self.disconnecting && self.held.is_none() => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
                         last_read = Instant::now();
